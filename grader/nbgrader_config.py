@@ -1,0 +1,27 @@
+"""The nbgrader course: solutions/ is the source, notebooks/ the release, state stays in grader/."""
+
+import os
+from pathlib import Path
+
+c = get_config()  # noqa: F821 (injected by traitlets when it loads this file)
+
+# The course root defaults to the repository; tests point it at a temporary copy.
+root = Path(os.environ.get("SCALELAB_COURSE_ROOT", Path(__file__).resolve().parent.parent))
+
+c.CourseDirectory.course_id = "scalelab"
+c.CourseDirectory.root = str(root)
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "notebooks"
+c.CourseDirectory.submitted_directory = "grader/submitted"
+c.CourseDirectory.autograded_directory = "grader/autograded"
+c.CourseDirectory.feedback_directory = "grader/feedback"
+c.CourseDirectory.db_url = f"sqlite:///{root / 'grader' / 'gradebook.db'}"
+# What a chapter writes next to its notebook never goes into the release.
+c.CourseDirectory.ignore = [
+    ".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback",
+    "models", "exports", "results.json",
+]  # fmt: skip
+
+# Generous per-cell timeout: graded cells export models or start servers (nbgrader's default is 30 s).
+c.Execute.timeout = 120
+c.Execute.interrupt_on_timeout = True

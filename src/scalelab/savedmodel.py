@@ -1,0 +1,49 @@
+"""SavedModel plumbing for the notebooks: list its files, run saved_model_cli, number versions."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+
+def list_files(export_dir: str | Path) -> list[tuple[str, int]]:
+    """Every file under a SavedModel directory as (relative path, size in bytes), sorted by path."""
+    root = Path(export_dir)
+    if not (root / "saved_model.pb").is_file():
+        raise FileNotFoundError(
+            f"{root} is not a SavedModel directory (no saved_model.pb in it): "
+            "export a model there first, e.g. with model.export(path)."
+        )
+    return sorted(
+        (path.relative_to(root).as_posix(), path.stat().st_size)
+        for path in root.rglob("*")
+        if path.is_file()
+    )
+
+
+def saved_model_cli(*args: str | Path, timeout: float = 120) -> str:
+    """Run `saved_model_cli ARGS` in a fresh process, print what it printed, and return it.
+
+    Runs TensorFlow's own CLI module with this kernel's Python, so it works even when the
+    virtual environment's `bin/` is not on PATH (as under papermill or nbgrader).
+    """
+    words = [str(arg) for arg in args]
+    print("$ saved_model_cli", shlex.join(words))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", *words]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    if done.returncode != 0:
+        last_lines = "\n".join(done.stderr.strip().splitlines()[-5:])
+        raise RuntimeError(f"saved_model_cli failed (exit {done.returncode}):\n{last_lines}")
+    print(done.stdout.rstrip())
+    return done.stdout
+
+
+def version_path(base_path: str | Path, version: int) -> Path:
+    """Where TF Serving looks for `version` of a model: a numbered folder such as base/0002."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"A model version is a positive integer (1, 2, ...), not {version!r}.")
+    return Path(base_path) / f"{version:04d}"

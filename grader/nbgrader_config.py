@@ -25,3 +25,12 @@ c.CourseDirectory.ignore = [
 # Generous per-cell timeout: graded cells export models or start servers (nbgrader's default is 30 s).
 c.Execute.timeout = 120
 c.Execute.interrupt_on_timeout = True
+
+# Feedback must not reveal hidden tests: autograded notebooks contain them (nbgrader #917, #1363),
+# and so do the tracebacks of failed test cells, which quote the lines around the failure.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "scalelab.grading.HideTestTracebacks",
+    "nbgrader.preprocessors.GetGrades",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]

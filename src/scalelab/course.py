@@ -35,7 +35,9 @@ def setup(fast: bool = False, seed: int = 42) -> bool:
     np.random.seed(seed)
     tf.random.set_seed(seed)
     fast = bool(fast) or grading()
-    print(f"scalelab: fast mode {'on' if fast else 'off'}, seed {seed}, TensorFlow {tf.__version__}")
+    print(
+        f"scalelab: fast mode {'on' if fast else 'off'}, seed {seed}, TensorFlow {tf.__version__}"
+    )
     return fast
 
 

@@ -1,0 +1,206 @@
+"""The instructor's workflow over real nbgrader: release, autograde, feedback, export, round trip.
+
+Run `python -m scalelab.grading --help`. Every command works on a course root: a folder with
+`solutions/`, `notebooks/` and `grader/nbgrader_config.py` (the repository, or a copy of it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from nbconvert.preprocessors import Preprocessor
+
+CONFIG = Path("grader") / "nbgrader_config.py"
+SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS")
+
+
+class GradingError(RuntimeError):
+    """nbgrader failed; the message carries the end of its log."""
+
+
+@dataclass(frozen=True)
+class Score:
+    """Autograded points of one submission, and whether written answers still await a grader."""
+
+    points: float
+    max_points: float
+    needs_manual_grade: bool
+
+    def __str__(self) -> str:
+        pending = ", written answers to grade by hand" if self.needs_manual_grade else ""
+        return f"{self.points:g}/{self.max_points:g} autograded points{pending}"
+
+
+class HideTestTracebacks(Preprocessor):
+    """Feedback preprocessor: a failed test shows its error, not a traceback quoting hidden tests."""
+
+    enabled = True  # nbconvert preprocessors are off unless enabled
+
+    def preprocess_cell(self, cell, resources, index):  # type: ignore[no-untyped-def]
+        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade"):
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "error":
+                    output["traceback"] = [f"{output['ename']}: {output['evalue']}"]
+        return cell, resources
+
+
+def find_course_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above `start` (default: cwd) holding grader/nbgrader_config.py."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG).is_file():
+            return folder
+    raise GradingError(f"No {CONFIG} found in {here} or above: run this inside the course folder.")
+
+
+def chapters(root: Path) -> list[str]:
+    """Assignment ids, one per numbered folder under solutions/ (01_savedmodel, ...)."""
+    return sorted(p.name for p in (root / "solutions").glob("[0-9][0-9]_*") if p.is_dir())
+
+
+def nbgrader(root: Path, *args: str, timeout: float = 1800) -> str:
+    """Run one nbgrader command on the course at `root`; return its log, raise if it failed."""
+    env = {
+        **os.environ,
+        "SCALELAB_COURSE_ROOT": str(root),
+        # nbgrader starts `alembic` by name: make this environment's scripts findable.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    command = [sys.executable, "-m", "nbgrader", *args]
+    done = subprocess.run(
+        command, cwd=root / "grader", env=env, capture_output=True, text=True, timeout=timeout
+    )
+    log = done.stdout + done.stderr
+    if done.returncode != 0 or "[ERROR]" in log or "| ERROR]" in log:
+        tail = "\n".join(log.strip().splitlines()[-25:])
+        raise GradingError(f"`nbgrader {' '.join(args)}` failed:\n{tail}")
+    return log
+
+
+def release(root: Path, chapter: str | None = None) -> list[Path]:
+    """Regenerate the student notebooks in notebooks/ from solutions/ (all chapters by default)."""
+    released = []
+    for name in [chapter] if chapter else chapters(root):
+        nbgrader(root, "generate_assignment", name, "--force")
+        released += sorted((root / "notebooks" / name).glob("*.ipynb"))
+    return released
+
+
+def leaks(root: Path) -> list[str]:
+    """Every place under notebooks/ where solution code or hidden-test text survived."""
+    found = []
+    for path in sorted((root / "notebooks").rglob("*")):
+        if path.is_file():
+            text = path.read_text(errors="ignore")
+            found += [f"{path.relative_to(root)}: {m}" for m in SOLUTION_MARKERS if m in text]
+    return found
+
+
+def autograde(root: Path, chapter: str) -> dict[str, Score]:
+    """Autograde every submission of `chapter` under grader/submitted/ and return their scores."""
+    nbgrader(root, "autograde", chapter, "--force")
+    return scores(root, chapter)
+
+
+def scores(root: Path, chapter: str) -> dict[str, Score]:
+    """Autograded (code) points per student for `chapter`, read from the gradebook."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'grader' / 'gradebook.db'}") as gradebook:
+        result = {}
+        for submission in gradebook.assignment_submissions(chapter):
+            result[submission.student_id] = Score(
+                points=sum(nb.code_score for nb in submission.notebooks),
+                max_points=sum(nb.max_code_score for nb in submission.notebooks),
+                needs_manual_grade=submission.needs_manual_grade,
+            )
+        return result
+
+
+def submit(root: Path, chapter: str, student: str, notebook: Path) -> Path:
+    """Place `notebook` as `student`'s submission of `chapter`, as nbgrader collects it."""
+    target = root / "grader" / "submitted" / student / chapter / f"{chapter}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(notebook, target)
+    return target
+
+
+def with_exercise_unanswered(solution: Path, release_copy: Path, grade_id: str) -> dict:
+    """The solution notebook with one exercise cell put back as students receive it."""
+    solved = json.loads(solution.read_text())
+    released = json.loads(release_copy.read_text())
+    stubs = {
+        cell["metadata"]["nbgrader"]["grade_id"]: cell["source"]
+        for cell in released["cells"]
+        if cell["metadata"].get("nbgrader", {}).get("grade_id")
+    }
+    if grade_id not in stubs:
+        raise GradingError(f"No exercise cell with grade_id {grade_id!r} in {release_copy}.")
+    for cell in solved["cells"]:
+        if cell["metadata"].get("nbgrader", {}).get("grade_id") == grade_id:
+            cell["source"] = stubs[grade_id]
+    return solved
+
+
+def roundtrip(repo: Path, chapter: str, wrong_exercise: str, workdir: Path) -> dict[str, Score]:
+    """Grade three submissions of `chapter` on a copy of the course in `workdir`.
+
+    `solution` is the instructor's notebook, `untouched` the student notebook as released,
+    `one_wrong` the solution with `wrong_exercise` left unanswered.
+    """
+    root = workdir / "course"
+    (root / "grader").mkdir(parents=True)
+    shutil.copyfile(repo / CONFIG, root / CONFIG)
+    shutil.copytree(repo / "solutions" / chapter, root / "solutions" / chapter)
+    (notebook,) = release(root, chapter)
+    solution = root / "solutions" / chapter / notebook.name
+    submit(root, chapter, "solution", solution)
+    submit(root, chapter, "untouched", notebook)
+    one_wrong = root / "one_wrong.ipynb"
+    one_wrong.write_text(json.dumps(with_exercise_unanswered(solution, notebook, wrong_exercise)))
+    submit(root, chapter, "one_wrong", one_wrong)
+    return autograde(root, chapter)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: release | autograde | feedback | export."""
+    parser = argparse.ArgumentParser(prog="python -m scalelab.grading", description=__doc__)
+    parser.add_argument("command", choices=["release", "autograde", "feedback", "export"])
+    parser.add_argument("chapter", nargs="?", help="e.g. 01_savedmodel (default: every chapter)")
+    args = parser.parse_args(argv)
+    root = find_course_root()
+    names = [args.chapter] if args.chapter else chapters(root)
+    try:
+        if args.command == "release":
+            for path in release(root, args.chapter):
+                print(f"released {path.relative_to(root)}")
+            found = leaks(root)
+            if found:
+                raise GradingError("solution text leaked into notebooks/:\n" + "\n".join(found))
+        elif args.command == "autograde":
+            for name in names:
+                for student, score in autograde(root, name).items():
+                    print(f"{name}  {student}: {score}")
+        elif args.command == "feedback":
+            for name in names:
+                nbgrader(root, "generate_feedback", name, "--force")
+            print(f"feedback (hidden tests removed) in {root / 'grader' / 'feedback'}")
+        else:
+            nbgrader(root, "export", "--to", str(root / "grader" / "grades.csv"))
+            print(f"grades written to {root / 'grader' / 'grades.csv'}")
+    except GradingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

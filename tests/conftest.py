@@ -1,0 +1,39 @@
+"""Shared fixtures, and a summary of what the slow tests executed and scored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CHAPTERS = sorted(p.name for p in (REPO / "solutions").glob("[0-9][0-9]_*") if p.is_dir())
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]
+    """Print what each slow test reported (notebooks run, round-trip scores), also under xdist."""
+    lines = [
+        f"{report.nodeid.split('::')[-1]}: {value}"
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for name, value in getattr(report, "user_properties", [])
+        if name == "summary"
+    ]
+    executed = sum(
+        1
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        and any(name == "executed_notebook" for name, _ in getattr(report, "user_properties", []))
+    )
+    if lines:
+        terminalreporter.section("scalelab: notebooks executed and grading round trips")
+        for line in sorted(lines):
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(f"{executed} solution notebook(s) executed with papermill")

@@ -1,0 +1,79 @@
+"""The course's shape: solutions are the source, notebooks/ is exactly their release, nothing leaks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from conftest import CHAPTERS, REPO
+
+from scalelab import grading
+
+SOLUTIONS = sorted((REPO / "solutions").glob("[0-9][0-9]_*/*.ipynb"))
+RELEASED = sorted((REPO / "notebooks").glob("[0-9][0-9]_*/*.ipynb"))
+
+
+def cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def nbgrader_meta(cell):
+    return cell["metadata"].get("nbgrader", {})
+
+
+def test_every_chapter_has_one_solution_and_one_released_notebook():
+    assert CHAPTERS, "no chapters under solutions/"
+    assert [p.parent.name for p in SOLUTIONS] == CHAPTERS
+    assert [p.parent.name for p in RELEASED] == CHAPTERS
+
+
+@pytest.mark.parametrize("path", SOLUTIONS + RELEASED, ids=lambda p: str(p.relative_to(REPO)))
+def test_notebooks_are_committed_without_outputs(path):
+    for cell in cells(path):
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None, cell["source"][:80]
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.parent.name)
+def test_solution_has_a_fast_parameter_that_defaults_to_the_learner_mode(path):
+    tagged = [c for c in cells(path) if "parameters" in c["metadata"].get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged `parameters`"
+    assert "FAST = False" in "".join(tagged[0]["source"])
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.parent.name)
+def test_every_exercise_has_a_graded_test_named_after_it(path):
+    chapter = path.parent.name[:2]
+    meta = [nbgrader_meta(c) for c in cells(path) if nbgrader_meta(c)]
+    answers = {m["grade_id"] for m in meta if m["solution"] and not m["grade"]}
+    tests = {m["grade_id"]: m["points"] for m in meta if m["grade"] and not m["solution"]}
+    assert answers, "a chapter has exercises"
+    for grade_id in answers:
+        assert grade_id.startswith((f"ex_{chapter}_", f"quiz_{chapter}_")), grade_id
+        assert f"test_{grade_id.removeprefix('ex_')}" in tests or f"test_{grade_id}" in tests
+    assert all(points > 0 for points in tests.values())
+    written = [m for m in meta if m["solution"] and m["grade"]]
+    assert written, "a chapter ends with a short answer graded by hand"
+
+
+def test_no_solution_or_hidden_test_text_anywhere_under_notebooks():
+    assert grading.leaks(REPO) == []
+
+
+@pytest.mark.slow
+def test_notebooks_folder_is_exactly_what_release_regenerates(tmp_path):
+    root = tmp_path / "course"
+    (root / "grader").mkdir(parents=True)
+    shutil.copyfile(REPO / grading.CONFIG, root / grading.CONFIG)
+    shutil.copytree(REPO / "solutions", root / "solutions")
+    grading.release(root)
+    regenerated = sorted(
+        p.relative_to(root) for p in (root / "notebooks").rglob("*") if p.is_file()
+    )
+    committed = sorted(p.relative_to(REPO) for p in (REPO / "notebooks").rglob("*") if p.is_file())
+    assert regenerated == committed, "run `make release` and commit notebooks/"
+    for relative in regenerated:
+        assert (root / relative).read_bytes() == (REPO / relative).read_bytes(), (
+            f"{relative} differs from its regeneration: run `make release` and commit notebooks/"
+        )

@@ -1,0 +1,44 @@
+"""scalelab.course and scalelab.savedmodel: the plumbing every chapter relies on."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from scalelab import course, savedmodel
+
+
+def test_record_appends_json_ready_values(tmp_path):
+    path = tmp_path / "results.json"
+    course.record("accuracy", np.float32(0.5), path)
+    course.record("versions", ("0001", "0002"), path)
+    assert json.loads(path.read_text()) == {"accuracy": 0.5, "versions": ["0001", "0002"]}
+
+
+def test_fast_mode_switches_on_while_nbgrader_executes(monkeypatch):
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    assert course.setup(fast=False) is True
+
+
+def test_fast_mode_stays_off_for_learners(monkeypatch):
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    assert course.setup(fast=False) is False
+
+
+def test_version_path_is_zero_padded_and_rejects_non_versions(tmp_path):
+    assert savedmodel.version_path(tmp_path, 2) == tmp_path / "0002"
+    for bad in (0, -1, "2", 1.0, True):
+        with pytest.raises(ValueError, match="positive integer"):
+            savedmodel.version_path(tmp_path, bad)
+
+
+def test_list_files_explains_a_folder_that_is_not_a_savedmodel(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a SavedModel directory"):
+        savedmodel.list_files(tmp_path)
+
+
+def test_saved_model_cli_failure_quotes_the_tool_error(tmp_path):
+    with pytest.raises(RuntimeError, match="saved_model_cli failed"):
+        savedmodel.saved_model_cli("show", "--dir", tmp_path / "missing", "--all")

@@ -1,0 +1,62 @@
+"""Every solution notebook runs headlessly in fast mode, and produces what it teaches."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import papermill
+import pytest
+from conftest import CHAPTERS, REPO
+
+EXECUTED = REPO / "build" / "executed"
+
+
+def check_01_savedmodel(results: dict, workdir: Path) -> None:
+    assert results["keras_test_accuracy"] > 0.85
+    assert results["savedmodel_max_abs_diff"] < 1e-6
+    assert results["cli_mentions_uint8_input"] is True
+    assert results["naive_export_runs_in_saved_model_cli"] is False  # the lesson still holds
+    assert results["versions"] == ["0001", "0002"]
+    for version in results["versions"]:
+        assert (workdir / "models" / "digits" / version / "saved_model.pb").is_file()
+    assert (workdir / "exports" / "custom_export" / "assets" / "class_names.txt").is_file()
+
+
+CHECKS = {"01_savedmodel": check_01_savedmodel}
+
+
+def test_every_chapter_has_output_checks():
+    assert sorted(CHECKS) == CHAPTERS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_solution_runs_in_fast_mode_and_records_its_results(chapter, record_property):
+    workdir = EXECUTED / chapter
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    started = time.perf_counter()
+    papermill.execute_notebook(
+        REPO / "solutions" / chapter / f"{chapter}.ipynb",
+        workdir / f"{chapter}.ipynb",
+        parameters={"FAST": True},
+        cwd=workdir,
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    seconds = time.perf_counter() - started
+    record_property("executed_notebook", chapter)
+    record_property("summary", f"{chapter} executed in {seconds:.0f} s (fast mode)")
+    results = json.loads((workdir / "results.json").read_text())
+    CHECKS[chapter](results, workdir)
+    executed = json.loads((workdir / f"{chapter}.ipynb").read_text())
+    stderr = [
+        "".join(output["text"])
+        for cell in executed["cells"]
+        for output in cell.get("outputs", [])
+        if output.get("name") == "stderr"
+    ]
+    assert stderr == [], f"the notebook wrote to stderr: {stderr[:2]}"

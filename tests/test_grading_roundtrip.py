@@ -1,4 +1,4 @@
-"""Real nbgrader on every chapter: solution = full marks, untouched = zero, one wrong = minus its points."""
+"""Real nbgrader per chapter: solution = full marks, untouched = 0, one wrong = minus its points."""
 
 from __future__ import annotations
 

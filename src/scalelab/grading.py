@@ -39,7 +39,7 @@ class Score:
 
 
 class HideTestTracebacks(Preprocessor):
-    """Feedback preprocessor: a failed test shows its error, not a traceback quoting hidden tests."""
+    """Feedback: a failed test shows its error, not a traceback that quotes hidden tests."""
 
     enabled = True  # nbconvert preprocessors are off unless enabled
 

@@ -18,7 +18,7 @@ def repo() -> Path:
 def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]
     """Print what each slow test reported (notebooks run, round-trip scores), also under xdist."""
     lines = [
-        f"{report.nodeid.split('::')[-1]}: {value}"
+        str(value)
         for reports in terminalreporter.stats.values()
         for report in reports
         if getattr(report, "when", None) == "call"

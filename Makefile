@@ -1,0 +1,45 @@
+# scalelab: `make lab` opens the course, `make test` runs every check. Both set up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# nbgrader starts helper programs (alembic) by name: they must be on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install lab test lint release autograde feedback grades clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else f"scalelab needs Python 3.11, but $(PYTHON) is {sys.version.split()[0]}: install 3.11 or run `make PYTHON=python3.11 ...`")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $@
+
+install: $(VENV)/.installed  ## create .venv with the pinned course environment
+
+lab: install  ## open the student notebooks in JupyterLab (Validate button included)
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks
+
+lint: install  ## ruff over the library, tests and notebooks; hadolint over the Dockerfile
+	$(BIN)/ruff check src tests solutions notebooks
+	$(BIN)/ruff format --check src tests solutions notebooks
+	$(BIN)/hadolint Dockerfile
+
+test: lint  ## every test: library, conformance, notebooks in fast mode, grading round trips
+	$(BIN)/python -m pytest -n 2
+
+release: install  ## regenerate notebooks/ from solutions/ with nbgrader
+	$(BIN)/python -m scalelab.grading release
+
+autograde: install  ## grade everything under grader/submitted/
+	$(BIN)/python -m scalelab.grading autograde
+
+feedback: install  ## feedback pages for students, hidden tests removed
+	$(BIN)/python -m scalelab.grading feedback
+
+grades: install  ## grader/grades.csv from the gradebook
+	$(BIN)/python -m scalelab.grading export
+
+clean:  ## remove executed notebooks and caches (keeps .venv)
+	rm -rf build .pytest_cache .ruff_cache

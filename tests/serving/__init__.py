@@ -1,1 +1,0 @@
-"""Conformance tests for scalelab.serving (any backend) and unit tests of the local server."""

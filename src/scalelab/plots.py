@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def show_digits(
@@ -42,6 +43,7 @@ def training_curves(history: dict[str, list[float]]) -> Figure:
         ax.plot(range(1, len(values) + 1), values, label=key, marker=".")
     for ax, title in ((loss_ax, "loss"), (acc_ax, "accuracy")):
         ax.set(xlabel="epoch", title=title)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
@@ -55,7 +57,8 @@ def file_sizes(files: Sequence[tuple[str, int]], title: str = "Files in the Save
     kib = [size / 1024 for _, size in ordered]
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1))
     bars = ax.barh(names, kib, color="tab:blue")
-    ax.bar_label(bars, labels=[f"{k:,.1f} KiB" for k in kib], padding=3, fontsize=8)
+    labels = [f"{size / 1024:,.1f} KiB" if size >= 1024 else f"{size} B" for _, size in ordered]
+    ax.bar_label(bars, labels=labels, padding=3, fontsize=8)
     ax.set(xlabel="size (KiB)", title=title)
     ax.set_xlim(0, max(kib) * 1.3)
     fig.tight_layout()

@@ -19,7 +19,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 install: $(VENV)/.installed  ## create .venv with the pinned course environment
 
 lab: install  ## open the student notebooks in JupyterLab (Validate button included)
-	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: install  ## ruff over the library, tests and notebooks; hadolint over the Dockerfile
 	$(BIN)/ruff check src tests solutions notebooks

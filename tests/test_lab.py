@@ -1,0 +1,80 @@
+"""`make lab`'s JupyterLab: nbgrader's extension is there and its Validate button works."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+from conftest import REPO
+
+TOKEN = "scalelab-test"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """JupyterLab started as `make lab` starts it, on a copy of notebooks/."""
+    shutil.copytree(REPO / "notebooks", tmp_path / "notebooks")
+    port = free_port()
+    log = (tmp_path / "lab.log").open("w")
+    command = [sys.executable, "-m", "jupyter", "lab", "--ServerApp.root_dir=notebooks"]
+    command += ["--no-browser", f"--port={port}", f"--IdentityProvider.token={TOKEN}"]
+    if os.geteuid() == 0:  # as `make lab` does when run as root (CI containers)
+        command.append("--allow-root")
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            if process.poll() is not None:
+                break
+            try:
+                if requests.get(f"{url}/api/status", params={"token": TOKEN}, timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"JupyterLab did not start: {(tmp_path / 'lab.log').read_text()[-2000:]}")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def test_lab_loads_nbgrader_extension(lab):
+    page = requests.get(f"{lab}/lab", params={"token": TOKEN}, timeout=30)
+    assert page.ok
+    extensions = json.dumps(page.text)
+    assert "@jupyter/nbgrader" in extensions, "nbgrader's JupyterLab extension is not loaded"
+
+
+@pytest.mark.slow
+def test_validate_button_reports_failing_tests_on_the_student_notebook(lab):
+    answer = requests.post(
+        f"{lab}/assignments/validate",
+        data={"path": "01_savedmodel/01_savedmodel.ipynb"},
+        headers={"Authorization": f"token {TOKEN}"},
+        timeout=600,
+    )
+    assert answer.ok, answer.text[:500]
+    result = answer.json()
+    assert result["success"] is True, result  # the validator ran
+    report = result["value"]
+    assert report.get("failed"), f"an untouched notebook must fail its tests: {report}"

@@ -42,3 +42,20 @@ def test_list_files_explains_a_folder_that_is_not_a_savedmodel(tmp_path):
 def test_saved_model_cli_failure_quotes_the_tool_error(tmp_path):
     with pytest.raises(RuntimeError, match="saved_model_cli failed"):
         savedmodel.saved_model_cli("show", "--dir", tmp_path / "missing", "--all")
+
+
+def test_export_classifier_serves_raw_pixels_and_names_classes(tmp_path):
+    import tensorflow as tf
+
+    from scalelab import data, models
+
+    digits = data.load("digits", max_train=200)
+    model, _ = models.train_classifier(digits, epochs=1)
+    export_dir = savedmodel.export_classifier(model, tmp_path / "model", digits.class_names)
+    assert ("assets/class_names.txt", 20) in savedmodel.list_files(export_dir)
+    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    outputs = serve(images=tf.constant(digits.x_test[:4]))
+    expected = model(data.scale(digits.x_test[:4])).numpy()
+    np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-6)
+    names = [digits.class_names[i] for i in expected.argmax(axis=1)]
+    assert [n.decode() for n in outputs["class_name"].numpy()] == names

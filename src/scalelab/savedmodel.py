@@ -6,7 +6,10 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def list_files(export_dir: str | Path) -> list[tuple[str, int]]:
@@ -47,3 +50,43 @@ def version_path(base_path: str | Path, version: int) -> Path:
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"A model version is a positive integer (1, 2, ...), not {version!r}.")
     return Path(base_path) / f"{version:04d}"
+
+
+def export_classifier(model: Any, export_dir: str | Path, class_names: Sequence[str]) -> Path:
+    """Export a Keras classifier as Chapter 1 teaches: raw uint8 images in, scaling in the graph.
+
+    The `serving_default` signature takes `images` (uint8, [None, *image shape]) and returns
+    `probabilities`, `class_id` and `class_name` (from an assets/class_names.txt vocabulary).
+    """
+    import keras
+    import tensorflow as tf
+
+    export_dir = Path(export_dir)
+    with tempfile.TemporaryDirectory() as scratch:
+        vocabulary = Path(scratch) / "class_names.txt"
+        vocabulary.write_text("\n".join(class_names) + "\n")
+        lines = tf.lookup.TextFileInitializer(
+            str(vocabulary),
+            key_dtype=tf.int64,
+            key_index=tf.lookup.TextFileIndex.LINE_NUMBER,
+            value_dtype=tf.string,
+            value_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+        )
+        table = tf.lookup.StaticHashTable(lines, default_value="?")
+
+        def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
+            probabilities = model(tf.cast(images, tf.float32) / 255.0)
+            class_id = tf.argmax(probabilities, axis=-1)
+            return {
+                "probabilities": probabilities,
+                "class_id": class_id,
+                "class_name": table.lookup(class_id),
+            }
+
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.track(table)
+        spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.uint8, name="images")
+        archive.add_endpoint("serving_default", serve, input_signature=[spec])
+        archive.write_out(str(export_dir), verbose=False)
+    return export_dir

@@ -1,6 +1,7 @@
 """scalelab: the small library behind the course notebooks.
 
-Modules, one concern each: `course` (notebook setup), `data`, `models`, `savedmodel`, `plots`.
+Modules, one concern each: `course` (notebook setup), `data`, `models`, `savedmodel`, `plots`,
+`serving` (TF Serving backends), `bench` (load and timing), `grading` (nbgrader workflow).
 Importing the package never imports TensorFlow, so `course.setup()` can quiet it first.
 """
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
 
 
 def show_digits(
@@ -63,3 +64,75 @@ def file_sizes(files: Sequence[tuple[str, int]], title: str = "Files in the Save
     ax.set_xlim(0, max(kib) * 1.3)
     fig.tight_layout()
     return fig
+
+
+def latency_over_time(
+    samples: Sequence[Any], marker: float | None = None, marker_label: str = ""
+) -> Figure:
+    """Each request's latency against when it started, coloured by what it returned (a version)."""
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    answers = sorted({s.result for s in samples if s.error is None}, key=str)
+    for answer in answers:
+        points = [
+            (s.start, s.latency * 1000) for s in samples if s.error is None and s.result == answer
+        ]
+        ax.scatter(*zip(*points, strict=True), s=8, label=f"answered by version {answer}")
+    failed = [(s.start, s.latency * 1000) for s in samples if s.error is not None]
+    if failed:
+        ax.scatter(*zip(*failed, strict=True), s=30, marker="x", color="red", label="failed")
+    if marker is not None:
+        ax.axvline(marker, color="gray", linestyle="--", label=marker_label or None)
+    ax.set(xlabel="time since the load started (s)", ylabel="latency (ms)", yscale="log")
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_title("Request latency over time")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def traffic_split(hits_by_label: dict[str, np.ndarray]) -> Figure:
+    """Requests each label served, annotated with the share it got right."""
+    labels = list(hits_by_label)
+    counts = [len(hits_by_label[label]) for label in labels]
+    fig, ax = plt.subplots(figsize=(5, 3))
+    bars = ax.bar(labels, counts, color=["tab:blue", "tab:orange", "tab:green"][: len(labels)])
+    notes = [
+        f"{len(h)} requests\n{np.mean(h):.0%} correct" if len(h) else "no requests"
+        for h in hits_by_label.values()
+    ]
+    ax.bar_label(bars, labels=notes, padding=3, fontsize=8)
+    ax.set(ylabel="requests", title="Traffic split by version label")
+    ax.set_ylim(0, max(counts) * 1.35 + 1)
+    fig.tight_layout()
+    return fig
+
+
+class Table:
+    """A list of dicts shown as a table in a notebook (HTML) or a terminal (text)."""
+
+    def __init__(self, rows: Sequence[dict[str, Any]]) -> None:
+        self.rows = list(rows)
+        self.columns = list(dict.fromkeys(key for row in self.rows for key in row))
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{c}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{row.get(c, '')}</td>" for c in self.columns) + "</tr>"
+            for row in self.rows
+        )
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def __repr__(self) -> str:
+        cells = [[str(c) for c in self.columns]]
+        cells += [[str(row.get(c, "")) for c in self.columns] for row in self.rows]
+        widths = [max(len(line[i]) for line in cells) for i in range(len(self.columns))]
+        return "\n".join(
+            "  ".join(v.rjust(w) for v, w in zip(line, widths, strict=True)) for line in cells
+        )
+
+
+def table(rows: Sequence[dict[str, Any]]) -> Table:
+    """Show rows of results as a table."""
+    return Table(rows)

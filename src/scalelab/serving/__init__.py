@@ -1,0 +1,115 @@
+"""Start a TF Serving model server: the real image (docker), the binary, or our local stand-in.
+
+    from scalelab import serving
+    with serving.start("models/half_plus_two") as server:
+        requests.post(f"{server.rest_url}/v1/models/half_plus_two:predict", json={...})
+
+Importing this package never imports TensorFlow or the Docker SDK.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from .docker import docker_run_command
+from .server import Server, ServerStartError, free_port, resolve_models, wait_until_available
+
+__all__ = [
+    "BACKENDS",
+    "Server",
+    "ServerStartError",
+    "choose_backend",
+    "docker_run_command",
+    "shared",
+    "start",
+]
+
+BACKENDS = ("docker", "binary", "local")
+BACKEND_ENV = "SCALELAB_SERVING_BACKEND"
+_OWN_FLAGS = ("--port=", "--rest_api_port=", "--model_name=", "--model_base_path=")
+
+
+def choose_backend(backend: str | None = None) -> tuple[str, str]:
+    """The backend to use and why: `backend`, else $SCALELAB_SERVING_BACKEND, else the first
+    available of docker (an engine answers), binary (on PATH), local."""
+    from . import binary, docker
+
+    if backend is None and os.environ.get(BACKEND_ENV):
+        backend, reason = os.environ[BACKEND_ENV], f"set by {BACKEND_ENV}"
+    else:
+        reason = "set by backend="
+    if backend is None:
+        if docker.engine_available():
+            return "docker", "a Docker engine answered"
+        if binary.find_binary():
+            return "binary", f"{binary.BINARY} is on PATH and no Docker engine answered"
+        return "local", f"no Docker engine answered and {binary.BINARY} is not on PATH"
+    if backend not in BACKENDS:
+        raise ValueError(f"Unknown serving backend {backend!r} ({reason}): use one of {BACKENDS}.")
+    if backend == "docker" and not docker.engine_available():
+        raise ServerStartError(f"Backend docker was {reason}, but no Docker engine answers.")
+    if backend == "binary" and not binary.find_binary():
+        raise ServerStartError(f"Backend binary was {reason}, but {binary.BINARY} is not on PATH.")
+    return backend, reason
+
+
+def start(
+    model_base_path: str | os.PathLike | None = None,
+    model_name: str | None = None,
+    *,
+    model_config_file: str | os.PathLike | None = None,
+    backend: str | None = None,
+    rest_port: int | None = None,
+    grpc_port: int | None = None,
+    extra_flags: Sequence[str] = (),
+    timeout: float = 60,
+) -> Server:
+    """Start a model server and return once every model has an AVAILABLE version.
+
+    Serve one model (`model_base_path`, a folder of numbered versions; `model_name` defaults to
+    the folder's name) or those of a text-format `model_config_file`. `extra_flags` are more
+    tensorflow_model_server flags. Raises ServerStartError (with the server's last log lines)
+    when the server fails or `timeout` seconds pass; the server is stopped in that case.
+    """
+    models, config_file = resolve_models(model_base_path, model_name, model_config_file)
+    for flag in extra_flags:
+        if flag.startswith(_OWN_FLAGS) or flag.startswith("--model_config_file="):
+            raise ValueError(f"{flag}: pass ports, model and config through start()'s arguments.")
+    name, reason = choose_backend(backend)
+    print(f"scalelab.serving: using the {name} backend ({reason}).")
+    rest_port = rest_port or free_port()
+    grpc_port = grpc_port or free_port()
+    while grpc_port == rest_port:
+        grpc_port = free_port()
+    if name == "docker":
+        from .docker import launch
+    elif name == "binary":
+        from .binary import launch
+    else:
+        from .local import launch
+    server = launch(models, config_file, rest_port, grpc_port, extra_flags)
+    try:
+        wait_until_available(server, timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+_SHARED: dict[tuple[str, str | None], Server] = {}
+
+
+def shared(model_base_path: str | os.PathLike, model_name: str | None = None) -> Server:
+    """A server for this model that later calls reuse while it runs (graded tests share one).
+
+    It is started on first use with start()'s defaults and stopped when Python exits.
+    """
+    key = (str(Path(model_base_path).resolve()), model_name)
+    server = _SHARED.get(key)
+    if server is None or server.exit_code() is not None:
+        server = _SHARED[key] = start(model_base_path, model_name)
+        atexit.register(server.stop)
+    return server

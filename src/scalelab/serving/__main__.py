@@ -1,0 +1,5 @@
+"""`python -m scalelab.serving [flags]` runs the local model server."""
+
+from scalelab.serving.local.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,159 @@
+"""A simple dynamic batcher: concurrent requests to one signature are merged into one run."""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+from grpc import StatusCode
+
+from .status import ServingError, invalid
+
+Tensors = dict[str, np.ndarray]
+_SUPPORTED = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
+_IGNORED = ("thread_pool_name",)
+_ENTRY = re.compile(r"\s*(\w+)\s*:?\s*(\{\s*value\s*:\s*(\"[^\"]*\"|[-\w.]+)\s*\}|[-\w.\"]+)\s*")
+
+
+@dataclass(frozen=True)
+class BatchingParameters:
+    """The BatchingParameters fields the local server honours, with TF Serving's defaults."""
+
+    max_batch_size: int = 1000
+    batch_timeout_micros: int = 0
+    max_enqueued_batches: int = 10
+    num_batch_threads: int = 4
+
+
+def parse_batching_parameters(text: str) -> BatchingParameters:
+    """Read a text-format BatchingParameters file; refuse fields the local server lacks by name."""
+    values: dict[str, int] = {}
+    body = re.sub(r"#[^\n]*", "", text).rstrip()
+    pos = 0
+    while pos < len(body):
+        match = _ENTRY.match(body, pos)
+        if match is None:
+            raise invalid(
+                "Error parsing text-format tensorflow.serving.BatchingParameters near: "
+                f"{body[pos : pos + 40]!r}"
+            )
+        name, value = match.group(1), match.group(3) or match.group(2)
+        if name in _SUPPORTED:
+            if not value.lstrip("-").isdigit():
+                raise invalid(f"BatchingParameters field '{name}' needs an integer, got {value}")
+            values[name] = int(value)
+        elif name not in _IGNORED:
+            raise invalid(f"BatchingParameters field '{name}' is not supported by the local server")
+        pos = match.end()
+    return BatchingParameters(**values)
+
+
+@dataclass
+class _Task:
+    inputs: Tensors
+    size: int
+    future: Future = field(default_factory=Future)
+
+
+class Batcher:
+    """Queues requests and runs them in batches of at most max_batch_size rows."""
+
+    def __init__(self, run: Callable[[Tensors], Tensors], params: BatchingParameters) -> None:
+        self._run = run
+        self._params = params
+        self._queue: queue.Queue[_Task | None] = queue.Queue()
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._loop, daemon=True, name="batch")
+            for _ in range(max(params.num_batch_threads, 1))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, inputs: Tensors) -> Tensors:
+        """Run `inputs` as part of a batch and return this request's slice of the outputs."""
+        sizes = {arr.shape[0] if arr.ndim else -1 for arr in inputs.values()}
+        if self._closed or -1 in sizes:
+            return self._run(inputs)
+        if len(sizes) != 1:
+            raise invalid("Batching session Run() input tensors must have equal 0th-dimension size")
+        size = sizes.pop()
+        if size > self._params.max_batch_size:
+            raise invalid(
+                f"Task size {size} is larger than maximum input batch size "
+                f"{self._params.max_batch_size}"
+            )
+        limit = self._params.max_enqueued_batches * self._params.max_batch_size
+        if self._queue.qsize() >= limit:
+            raise ServingError(
+                StatusCode.UNAVAILABLE,
+                "The batch scheduling queue to which this task was submitted is full",
+            )
+        task = _Task(inputs, size)
+        self._queue.put(task)
+        return task.future.result()
+
+    def close(self) -> None:
+        """Finish the queued requests, then stop the batch threads."""
+        self._closed = True
+        for _ in self._threads:
+            self._queue.put(None)
+
+    def _loop(self) -> None:
+        carry: _Task | None = None
+        while True:
+            task = carry or self._queue.get()
+            carry = None
+            if task is None:
+                return
+            batch, rows = [task], task.size
+            deadline = time.monotonic() + self._params.batch_timeout_micros / 1e6
+            while rows < self._params.max_batch_size:
+                remaining = deadline - time.monotonic()
+                try:
+                    if remaining > 0:
+                        nxt = self._queue.get(timeout=remaining)
+                    else:
+                        nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)  # leave the stop signal for the next round
+                    break
+                if rows + nxt.size > self._params.max_batch_size:
+                    carry = nxt
+                    break
+                batch.append(nxt)
+                rows += nxt.size
+            groups: dict[tuple, list[_Task]] = {}
+            for item in batch:
+                key = tuple((k, v.shape[1:], v.dtype.str) for k, v in sorted(item.inputs.items()))
+                groups.setdefault(key, []).append(item)
+            for group in groups.values():
+                self._run_group(group)
+
+    def _run_group(self, group: list[_Task]) -> None:
+        try:
+            merged = {k: np.concatenate([t.inputs[k] for t in group]) for k in group[0].inputs}
+            outputs = self._run(merged)
+            total = sum(t.size for t in group)
+            if any(arr.ndim == 0 or arr.shape[0] != total for arr in outputs.values()):
+                raise ServingError(
+                    StatusCode.INTERNAL,
+                    "Batched output tensor's 0th dimension does not equal the sum of the 0th "
+                    "dimension sizes of the input tensors",
+                )
+            start = 0
+            for task in group:
+                end = start + task.size
+                task.future.set_result({k: v[start:end] for k, v in outputs.items()})
+                start = end
+        except Exception as error:  # every waiting request gets the batch's error
+            for task in group:
+                task.future.set_exception(error)

@@ -1,0 +1,216 @@
+"""TF Serving's HTTP/REST API on the standard library's threaded HTTP server."""
+
+from __future__ import annotations
+
+import http
+import json
+import os
+import re
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote
+
+from google.protobuf import json_format
+from grpc import StatusCode
+from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
+
+from .manager import ModelManager
+from .servable import DEFAULT_SIGNATURE
+from .status import HTTP_STATUS, ServingError, invalid
+from .tensors import inputs_to_arrays, instances_to_arrays, json_debug, outputs_to_json
+
+_V1 = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
+_VERSION_OR_LABEL = r"(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
+_PREDICT = re.compile(
+    rf"/v1/models/([^/:]+){_VERSION_OR_LABEL}:(classify|regress|predict)", re.IGNORECASE
+)
+_STATUS = re.compile(rf"/v1/models(?:/([^/:]+))?{_VERSION_OR_LABEL}(?:/(metadata))?", re.IGNORECASE)
+_DECODER = json.JSONDecoder()
+_REASONS = {status.value: status.phrase for status in http.HTTPStatus}
+_NOT_FOUND_HTML = (
+    b"<html><head><title>404 Not Found</title></head><body><h1>Not Found</h1></body></html>"
+)
+
+
+def _json_from_proto(message: Any, keep_names: bool = False) -> str:
+    return json_format.MessageToJson(
+        message,
+        preserving_proto_field_name=keep_names,
+        always_print_fields_with_no_presence=True,
+        indent=None,
+    )
+
+
+def _parse_body(body: bytes) -> dict:
+    """The request's JSON object; rapidjson-like: NaN/Infinity allowed, trailing text ignored."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        message = f"JSON Parse error: Invalid encoding in string. at offset: {error.start}"
+        raise invalid(message) from None
+    stripped = text.lstrip()
+    if not stripped:
+        raise invalid("JSON Parse error: The document is empty")
+    try:
+        document, _ = _DECODER.raw_decode(stripped)
+    except json.JSONDecodeError as error:
+        offset = error.pos + len(text) - len(stripped)
+        raise invalid(f"JSON Parse error: {error.msg} at offset: {offset}") from None
+    if not isinstance(document, dict):
+        raise invalid(f"JSON Value: {json_debug(document)} Is not object")
+    return document
+
+
+class RestApi:
+    """Maps a method, path and body to TF Serving's answer (status code, JSON)."""
+
+    def __init__(self, manager: ModelManager, timeout_in_ms: int) -> None:
+        self._manager = manager
+        self._timeout = timeout_in_ms / 1000 if timeout_in_ms > 0 else None
+        self._pool = ThreadPoolExecutor(max_workers=4 * (os.cpu_count() or 1))
+
+    def handle(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+        """Answer one /v1 request; errors become {"error": ...} with TF Serving's HTTP codes."""
+        try:
+            return 200, self._dispatch(method, path, body).encode()
+        except ServingError as error:
+            return HTTP_STATUS[error.code], json.dumps({"error": error.message}).encode()
+
+    def close(self) -> None:
+        """Stop the prediction threads."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _dispatch(self, method: str, path: str, body: bytes) -> str:
+        pattern = {"POST": _PREDICT, "GET": _STATUS}.get(method)
+        match = pattern.fullmatch(path) if pattern else None
+        if match is None:
+            raise invalid(f"Malformed request: {method} {path}")
+        name, version, label, verb = match.groups()
+        spec = model_pb2.ModelSpec(name=unquote(name or ""))
+        if version is not None:
+            if int(version) >= 2**63:
+                raise invalid(f"Failed to convert version: {version} to numeric.")
+            spec.version.value = int(version)
+        if label is not None:
+            spec.version_label = unquote(label)
+        if method == "POST":
+            if verb.lower() != "predict":
+                raise ServingError(
+                    StatusCode.UNIMPLEMENTED,
+                    f"The scalelab local server does not implement :{verb.lower()}; use "
+                    ":predict, or the docker or binary backend",
+                )
+            return self._predict(spec, body)
+        if not spec.name:
+            raise invalid("Missing model name in request.")
+        if verb:
+            return self._metadata(spec)
+        return _json_from_proto(self._manager.status(spec))
+
+    def _metadata(self, spec: model_pb2.ModelSpec) -> str:
+        servable = self._manager.servable(spec)
+        model_spec = model_pb2.ModelSpec(name=servable.name)
+        model_spec.version.value = servable.version
+        signatures = get_model_metadata_pb2.SignatureDefMap(signature_def=servable.signature_defs)
+        return (
+            f'{{"model_spec": {_json_from_proto(model_spec, True)}, '
+            f'"metadata": {{"signature_def": {_json_from_proto(signatures, True)}}}}}'
+        )
+
+    def _predict(self, spec: model_pb2.ModelSpec, body: bytes) -> str:
+        document = _parse_body(body)
+        signature = document.get("signature_name", "")
+        if not isinstance(signature, str):
+            raise invalid(
+                f"JSON Value: {json_debug(document)} not formatted correctly. 'signature_name' "
+                "key must be a string value."
+            )
+        servable = self._manager.servable(spec)
+        if (signature or DEFAULT_SIGNATURE) not in servable.signature_defs:
+            raise invalid(
+                f'Serving signature name: "{signature or DEFAULT_SIGNATURE}" not found in '
+                "signature def"
+            )
+        dtypes = servable.input_dtypes(signature or DEFAULT_SIGNATURE)
+        if not dtypes:
+            raise invalid(f"Failed to get input map for signature: {signature or 'DEFAULT'}")
+        may_hold_bools = b"true" in body or b"false" in body
+        if "instances" in document:
+            instances = document["instances"]
+            if "inputs" in document:
+                raise invalid(
+                    f"JSON Value: {json_debug(document)} Not formatted correctly expecting only "
+                    "one of 'inputs' or 'instances' keys to exist "
+                )
+            if not isinstance(instances, list):
+                raise invalid(
+                    f"JSON Value: {json_debug(document)} Expecting 'instances' to be an list/array"
+                )
+            if not instances:
+                raise invalid(f"JSON Value: {json_debug(document)} No values in 'instances' array")
+            inputs = instances_to_arrays(instances, dtypes, may_hold_bools)
+        elif "inputs" in document:
+            inputs = inputs_to_arrays(document["inputs"], dtypes, may_hold_bools)
+        else:
+            raise invalid("Missing 'inputs' or 'instances' key")
+        future = self._pool.submit(servable.predict, signature, inputs)
+        try:
+            outputs = future.result(timeout=self._timeout)
+        except FutureTimeout:
+            raise ServingError(
+                StatusCode.DEADLINE_EXCEEDED,
+                f"Deadline exceeded: the request took longer than --rest_api_timeout_in_ms="
+                f"{int(self._timeout * 1000)}",
+            ) from None
+        return outputs_to_json(outputs, "instances" in document)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        path = self.path.split("?", 1)[0]
+        if not _V1.fullmatch(path):
+            status, kind, payload = 404, "text/html", _NOT_FOUND_HTML
+        elif self.command == "OPTIONS":  # CORS preflight
+            ok = re.match(r"https?://", self.headers.get("Origin", ""))
+            status, kind = (200, "application/json") if ok else (400, "application/json")
+            payload = b"" if ok else b'{"error": "Origin header is missing in CORS preflight"}'
+        else:
+            status, payload = self.server.api.handle(self.command, path, body)
+            kind = "application/json"
+        close = "Connection: close\r\n" if self.close_connection else ""
+        head = (
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Client Closed Request')}\r\n"
+            f"Content-Type: {kind}\r\nContent-Length: {len(payload)}\r\n{close}\r\n"
+        )
+        self.wfile.write(head.encode() + payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stay quiet: TF Serving logs no access lines either."""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], api: RestApi) -> None:
+        self.api = api
+        super().__init__(address, _Handler)
+
+
+def serve_rest(manager: ModelManager, host: str, port: int, timeout_in_ms: int) -> _Server:
+    """Bind the REST port (raises OSError when taken); call serve_forever() in a thread."""
+    return _Server((host, port), RestApi(manager, timeout_in_ms))

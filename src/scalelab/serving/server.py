@@ -1,0 +1,249 @@
+"""The running-server handle all backends return, and what they share: ports, flags, processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import quote
+
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+Models = list[tuple[str, Path]]  # (model name, absolute base path) pairs
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+_HINTS = (  # (regular expression found in the logs, what to tell the user)
+    ("No versions of servable", "Put each version in a numbered folder: <base path>/1/..."),
+    ("Could not find base path", "The base path must be the folder holding numbered versions."),
+    ("did not become available", "A model version failed to load: its error is in the log."),
+    ("Invalid protobuf file", "The model config file is not a text-format ModelServerConfig."),
+    (
+        "not currently available for inference",
+        "Labels may only name loaded versions: add them with a config reload, or pass "
+        "--allow_version_labels_for_unavailable_models.",
+    ),
+    (
+        "ddress already in use|Failed to BuildAndStart|Failed to start HTTP Server",
+        "A port is taken: leave rest_port/grpc_port unset to get free ones.",
+    ),
+    (
+        "unknown argument",
+        "Check extra_flags: tensorflow_model_server flags look like --name=value.",
+    ),
+)
+
+
+class ServerStartError(RuntimeError):
+    """The model server did not come up; the message says what to fix and shows its last logs."""
+
+
+class Server:
+    """A running model server (use it in a `with` block, or call stop())."""
+
+    def __init__(
+        self, backend: str, rest_port: int, grpc_port: int, model_names: Sequence[str]
+    ) -> None:
+        self.backend = backend
+        self.rest_url = f"http://127.0.0.1:{rest_port}"
+        self.grpc_target = f"127.0.0.1:{grpc_port}"
+        self.model_names = tuple(model_names)
+
+    def stop(self) -> None:
+        """Stop the server and release its ports (safe to call twice)."""
+        raise NotImplementedError
+
+    def logs(self) -> str:
+        """Everything the server has logged so far."""
+        raise NotImplementedError
+
+    def exit_code(self) -> int | None:
+        """The server's exit code, or None while it runs."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} backend={self.backend} rest_url={self.rest_url} "
+            f"grpc_target={self.grpc_target} models={list(self.model_names)}>"
+        )
+
+
+def _terminate(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _end_process(process: subprocess.Popen, log_path: str) -> None:
+    _terminate(process)
+    Path(log_path).unlink(missing_ok=True)
+
+
+class ProcessServer(Server):
+    """A server running as a child process (the binary and local backends), logging to a file."""
+
+    def __init__(
+        self,
+        backend: str,
+        argv: list[str],
+        env: dict[str, str],
+        rest_port: int,
+        grpc_port: int,
+        model_names: Sequence[str],
+    ) -> None:
+        super().__init__(backend, rest_port, grpc_port, model_names)
+        handle, self._log_path = tempfile.mkstemp(prefix=f"scalelab-{backend}-", suffix=".log")
+        os.close(handle)
+        self._final_logs: str | None = None
+        with open(self._log_path, "ab") as log:  # append mode: reading never moves the writer
+            self._process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+        self.pid = self._process.pid
+        self._finalizer = weakref.finalize(self, _end_process, self._process, self._log_path)
+
+    def stop(self) -> None:
+        """Terminate the process (SIGTERM, then SIGKILL after 10 s) and keep its logs."""
+        if self._final_logs is None:
+            _terminate(self._process)
+            self._final_logs = self.logs()
+            self._finalizer()
+
+    def logs(self) -> str:
+        """The process's stdout and stderr so far."""
+        if self._final_logs is not None:
+            return self._final_logs
+        return Path(self._log_path).read_text(errors="replace")
+
+    def exit_code(self) -> int | None:
+        """The process's exit code, or None while it runs."""
+        return self._process.poll()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def model_flags(models: Models, config_file: Path | None) -> list[str]:
+    """The tensorflow_model_server flags that name the model(s)."""
+    if config_file is not None:
+        return [f"--model_config_file={config_file}"]
+    (name, base_path), *_ = models
+    return [f"--model_name={name}", f"--model_base_path={base_path}"]
+
+
+def resolve_models(
+    model_base_path: str | os.PathLike | None,
+    model_name: str | None,
+    model_config_file: str | os.PathLike | None,
+    check: bool = True,
+) -> tuple[Models, Path | None]:
+    """The (name, absolute base path) pairs to serve, and the config file's absolute path.
+
+    With `check`, fail early (before any server starts) on paths TF Serving would wait on forever.
+    """
+    if model_config_file is not None:
+        config_file = Path(model_config_file).expanduser().resolve()
+        config = model_server_config_pb2.ModelServerConfig()
+        try:
+            text_format.Parse(config_file.read_text(), config)
+        except (OSError, text_format.ParseError) as error:
+            raise ServerStartError(
+                f"Cannot use model_config_file {config_file}: {error}. It must be a text-format "
+                "ModelServerConfig (model_config_list { config { name: ... base_path: ... } })."
+            ) from None
+        models = [(c.name, Path(c.base_path)) for c in config.model_config_list.config]
+        if not models:
+            raise ServerStartError(f"{config_file} lists no models in model_config_list.")
+    elif model_base_path is not None:
+        config_file = None
+        base_path = Path(model_base_path).expanduser().resolve()
+        models = [(model_name or base_path.name, base_path)]
+    else:
+        raise ValueError(
+            "Pass model_base_path (a folder of numbered versions) or model_config_file."
+        )
+    for name, base_path in models if check else ():
+        if not base_path.is_absolute():
+            raise ServerStartError(
+                f"Model {name} has a relative base_path {base_path}: TF Serving needs absolute "
+                "paths in model config files."
+            )
+        if not base_path.is_dir():
+            raise ServerStartError(
+                f"Could not find base path {base_path} for servable {name}: point it at the "
+                "folder that holds the numbered version folders."
+            )
+        if not any(child.name.isdigit() and child.is_dir() for child in base_path.iterdir()):
+            raise ServerStartError(
+                f"No versions of servable {name} found under base path {base_path}. Did you "
+                f"forget to name your leaf directory as a number (eg. '/1/')? Save the model to "
+                f"{base_path / '1'}."
+            )
+    return models, config_file
+
+
+def _states(rest_url: str, model: str) -> list[str]:
+    try:
+        with _OPENER.open(f"{rest_url}/v1/models/{quote(model, safe='')}", timeout=5) as answer:
+            return [v["state"] for v in json.load(answer).get("model_version_status", [])]
+    except (OSError, ValueError):  # not listening yet, or an error answer
+        return []
+
+
+def failure_message(server: Server, headline: str) -> str:
+    """A start-up error: what happened, what to try, and the server's last log lines."""
+    logs = server.logs()
+    hints = [hint for pattern, hint in _HINTS if re.search(pattern, logs)]
+    tail = "\n".join(logs.strip().splitlines()[-20:]) or "(no output)"
+    return "\n".join([headline, *hints[:1], "Last log lines:", tail])
+
+
+def wait_until_available(server: Server, timeout: float) -> None:
+    """Poll REST model status until every model has an AVAILABLE version."""
+    deadline = time.monotonic() + timeout
+    while True:
+        code = server.exit_code()
+        if code is not None:
+            raise ServerStartError(
+                failure_message(server, f"The {server.backend} model server exited (code {code}).")
+            )
+        if all("AVAILABLE" in _states(server.rest_url, name) for name in server.model_names):
+            return
+        if time.monotonic() > deadline:
+            raise ServerStartError(
+                failure_message(
+                    server,
+                    f"The {server.backend} model server did not report {list(server.model_names)} "
+                    f"AVAILABLE within {timeout} s (big models or slow machines need a larger "
+                    "timeout=).",
+                )
+            )
+        time.sleep(0.2)

@@ -1,0 +1,216 @@
+"""Fixtures for the serving conformance suite: test SavedModels, one server per backend, clients.
+
+The same tests run against every backend: `local` here; `docker` and `binary` skip unless a
+Docker engine answers or tensorflow_model_server is on PATH.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from scalelab import serving
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+POLL_SECONDS = 1
+WAIT_SECONDS = 20  # upper bound for any file-system change to show in a model's status
+
+
+@dataclass
+class Models:
+    """Where the test SavedModels live; `staging` holds complete versions to move in later."""
+
+    root: Path
+    staging: Path
+    config_file: Path
+    config_text: str
+
+    def base(self, name: str) -> Path:
+        """The base path of a served model."""
+        return self.root / name
+
+    def move_in(self, staged: str, model: str, version: int) -> Path:
+        """Copy a staged version next to the model, then rename it into place (atomic)."""
+        target = self.base(model) / str(version)
+        temporary = self.base(model).parent / f".incoming-{model}-{version}"
+        shutil.copytree(self.staging / staged, temporary)
+        temporary.rename(target)
+        return target
+
+
+def _quiet_tensorflow() -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import tensorflow as tf
+    return tf
+
+
+def _build_models(root: Path, staging: Path) -> None:
+    tf = _quiet_tensorflow()
+
+    class HalfPlus(tf.Module):
+        """y = 0.5 x + add, plus small signatures for each JSON type."""
+
+        def __init__(self, add: float) -> None:
+            super().__init__()
+            self.add = tf.Variable(add)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32)])
+        def predict(self, x: Any) -> dict:
+            return {"y": x * 0.5 + self.add}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)] * 2)
+        def multi(self, a: Any, b: Any) -> dict:
+            return {"sum": a + b, "product": a * b}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)])
+        def counts(self, n: Any) -> dict:
+            return {"doubled": n * 2}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def text(self, text: Any) -> dict:
+            return {"length": tf.strings.length(text), "echo_bytes": text}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.bool)])
+        def negate(self, flag: Any) -> dict:
+            return {"negated": tf.logical_not(flag)}
+
+    def save(path: Path, add: float) -> None:
+        module = HalfPlus(add)
+        signatures = {
+            "serving_default": module.predict,
+            "multi": module.multi,
+            "counts": module.counts,
+            "text": module.text,
+            "negate": module.negate,
+        }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tf.saved_model.save(module, str(path), signatures=signatures)
+
+    for model in ("half_plus_two", "swap", "halfcopy", "corrupt"):
+        save(root / model / "1", 2.0)
+    for version in (1, 2, 3):
+        save(root / "versioned" / str(version), 1.0 + version)
+    save(staging / "v2", 3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import keras
+
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+        model.export(str(root / "keras" / "1"), verbose=False)
+    corrupt = staging / "corrupt"
+    (corrupt / "variables").mkdir(parents=True)
+    (corrupt / "saved_model.pb").write_bytes(b"this is not a SavedModel")
+    (corrupt / "variables" / "variables.index").write_bytes(b"garbage")
+
+
+def _config_text(root: Path) -> str:
+    entries = []
+    for name in ("half_plus_two", "swap", "halfcopy", "corrupt", "keras"):
+        entries.append(
+            f'config {{ name: "{name}" base_path: "{root / name}" model_platform: "tensorflow" }}'
+        )
+    entries.append(
+        f'config {{ name: "versioned" base_path: "{root / "versioned"}" '
+        'model_platform: "tensorflow" '
+        "model_version_policy { specific { versions: 1 versions: 2 } } "
+        'version_labels { key: "stable" value: 1 } version_labels { key: "canary" value: 2 } }'
+    )
+    return "model_config_list {\n  " + "\n  ".join(entries) + "\n}\n"
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
+    """SavedModels built once per session (tf.Module and Keras), plus a model config file."""
+    top = tmp_path_factory.mktemp("serving")
+    root, staging = top / "models", top / "staging"
+    _build_models(root, staging)
+    config_text = _config_text(root)
+    config_file = top / "models.config"
+    config_file.write_text(config_text)
+    return Models(root, staging, config_file, config_text)
+
+
+def backend_available(backend: str) -> str | None:
+    """None when `backend` can run here, else why not."""
+    from scalelab.serving import binary, docker
+
+    if backend == "docker" and not docker.engine_available():
+        return "no Docker engine answers here"
+    if backend == "binary" and not binary.find_binary():
+        return "tensorflow_model_server is not on PATH"
+    return None
+
+
+def backend_flags(backend: str) -> list[str]:
+    """Flags that make real TF Serving report a failed load at once (it retries 5x by default)."""
+    return [] if backend == "local" else ["--max_num_load_retries=0"]
+
+
+@pytest.fixture(
+    scope="session", params=["local", pytest.param("docker", marks=pytest.mark.docker), "binary"]
+)
+def server(request: pytest.FixtureRequest, models: Models) -> Iterator[serving.Server]:
+    """One server per backend for the whole session, serving every test model."""
+    reason = backend_available(request.param)
+    if reason:
+        pytest.skip(f"{request.param} backend: {reason}")
+    flags = [
+        f"--file_system_poll_wait_seconds={POLL_SECONDS}",
+        "--allow_version_labels_for_unavailable_models",
+        *backend_flags(request.param),
+    ]
+    with serving.start(
+        model_config_file=models.config_file, backend=request.param, extra_flags=flags, timeout=120
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def http() -> Iterator[requests.Session]:
+    """A keep-alive HTTP session."""
+    with requests.Session() as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def grpc_stubs(server: serving.Server) -> Iterator[tuple[Any, Any]]:
+    """(PredictionService stub, ModelService stub) on the server's gRPC port."""
+    import grpc
+
+    _quiet_tensorflow()
+    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        yield (
+            prediction_service_pb2_grpc.PredictionServiceStub(channel),
+            model_service_pb2_grpc.ModelServiceStub(channel),
+        )
+
+
+def version_states(http: requests.Session, server: serving.Server, model: str) -> dict[int, str]:
+    """version -> state from the REST model status."""
+    answer = http.get(f"{server.rest_url}/v1/models/{model}").json()
+    return {int(v["version"]): v["state"] for v in answer.get("model_version_status", [])}
+
+
+def wait_for(condition: Callable[[], Any], what: str, seconds: float = WAIT_SECONDS) -> Any:
+    """Poll `condition` until it is truthy; fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {seconds} s waiting for {what}")

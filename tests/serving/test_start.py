@@ -1,0 +1,118 @@
+"""The start() API: backend choice, start-up errors that say what to fix, clean stops."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from scalelab import serving
+from scalelab.serving.docker import docker_run_command
+
+from .conftest import Models, backend_available
+
+needs_proc = pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to list processes")
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line contains `text` (the base path is on every server's)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text.encode() in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:  # exited meanwhile
+            continue
+    return pids
+
+
+def test_environment_variable_picks_the_backend_and_says_so(monkeypatch):
+    monkeypatch.setenv("SCALELAB_SERVING_BACKEND", "local")
+    assert serving.choose_backend() == ("local", "set by SCALELAB_SERVING_BACKEND")
+    assert serving.choose_backend("local") == ("local", "set by backend=")
+
+
+def test_unknown_backend_is_refused(monkeypatch):
+    monkeypatch.setenv("SCALELAB_SERVING_BACKEND", "kubernetes")
+    with pytest.raises(ValueError, match="Unknown serving backend 'kubernetes'"):
+        serving.choose_backend()
+
+
+def test_automatic_choice_falls_back_to_local_without_docker_or_binary(monkeypatch):
+    monkeypatch.delenv("SCALELAB_SERVING_BACKEND", raising=False)
+    if not (backend_available("docker") and backend_available("binary")):
+        pytest.skip("docker or binary is available here")
+    backend, reason = serving.choose_backend()
+    assert backend == "local" and "no Docker engine answered" in reason
+
+
+def test_docker_backend_without_engine_is_a_clear_error(models: Models):
+    if not backend_available("docker"):
+        pytest.skip("a Docker engine answers here")
+    with pytest.raises(serving.ServerStartError, match="no Docker engine answers"):
+        serving.start(models.base("half_plus_two"), backend="docker")
+
+
+def test_missing_base_path_fails_before_any_server_starts(tmp_path):
+    with pytest.raises(serving.ServerStartError, match="Could not find base path"):
+        serving.start(tmp_path / "missing", backend="local")
+
+
+def test_base_path_without_numbered_version_says_to_add_one(tmp_path, models: Models):
+    shutil.copytree(models.base("half_plus_two") / "1", tmp_path / "m" / "saved_model")
+    with pytest.raises(serving.ServerStartError, match=r"name your leaf directory as a number"):
+        serving.start(tmp_path / "m", backend="local")
+
+
+def test_flags_that_start_owns_are_refused(models: Models):
+    with pytest.raises(ValueError, match="--rest_api_port=1"):
+        serving.start(models.base("half_plus_two"), extra_flags=["--rest_api_port=1"])
+
+
+@needs_proc
+def test_unsupported_flag_is_refused_by_name_with_log_tail_and_no_process_left(
+    models: Models, capsys
+):
+    base = models.base("half_plus_two")
+    with pytest.raises(serving.ServerStartError) as failure:
+        serving.start(base, backend="local", extra_flags=["--enable_model_warmup=false"])
+    assert (
+        capsys.readouterr().out == "scalelab.serving: using the local backend (set by backend=).\n"
+    )
+    message = str(failure.value)
+    assert "exited (code 255)" in message and "Last log lines:" in message
+    assert "--enable_model_warmup is a tensorflow_model_server flag" in message
+    assert processes_mentioning(f"--model_base_path={base}") == []
+
+
+@needs_proc
+def test_version_that_fails_to_load_at_start_up_is_reported_and_the_server_stopped(
+    tmp_path, models: Models
+):
+    base = tmp_path / "broken"
+    shutil.copytree(models.staging / "corrupt", base / "1")
+    with pytest.raises(serving.ServerStartError) as failure:
+        serving.start(base, backend="local", timeout=60)
+    message = str(failure.value)
+    assert (
+        "1 model(s) did not become available: {{{name: broken version: 1} due to error" in message
+    )
+    assert "A model version failed to load" in message
+    assert processes_mentioning(f"--model_base_path={base}") == []
+
+
+def test_docker_run_command_mounts_the_model_like_the_image_expects(models: Models):
+    command = docker_run_command(models.base("half_plus_two"), rest_port=8501, grpc_port=8500)
+    assert command.startswith("docker run --rm -p 127.0.0.1:8500:8500 -p 127.0.0.1:8501:8501")
+    assert f"-v {models.base('half_plus_two')}:/models/half_plus_two:ro" in command
+    assert command.endswith("-e MODEL_NAME=half_plus_two tensorflow/serving:2.21.0")
+
+
+def test_server_reports_where_it_listens(server: serving.Server):
+    assert server.rest_url.startswith("http://127.0.0.1:")
+    assert server.grpc_target.startswith("127.0.0.1:")
+    assert "Successfully loaded servable version {name: half_plus_two version: 1}" in server.logs()
+    if server.backend == "local":
+        assert "Running gRPC ModelServer at 127.0.0.1:" in server.logs()
+        assert "Exporting HTTP/REST API at:localhost:" in server.logs()

@@ -25,7 +25,18 @@ def check_01_savedmodel(results: dict, workdir: Path) -> None:
     assert (workdir / "exports" / "custom_export" / "assets" / "class_names.txt").is_file()
 
 
-CHECKS = {"01_savedmodel": check_01_savedmodel}
+def check_02_tf_serving(results: dict, workdir: Path) -> None:
+    swap = results["hot_swap"]
+    assert swap["failed"] == 0 and swap["requests"] > 50, swap
+    assert 0 < results["canary_share"] < 0.3
+    for states in results["two_servers"].values():
+        assert states["3"] == "AVAILABLE", results["two_servers"]
+    assert [row["errors"] for row in results["batching"]] == [0, 0]
+    assert (workdir / "models" / "digits" / "0003" / "saved_model.pb").is_file()
+    assert (workdir / "models" / "retired" / "digits-2" / "saved_model.pb").is_file()
+
+
+CHECKS = {"01_savedmodel": check_01_savedmodel, "02_tf_serving": check_02_tf_serving}
 
 
 def test_every_chapter_has_output_checks():

@@ -13,7 +13,11 @@ from conftest import CHAPTERS, REPO
 from scalelab import grading
 
 # The exercise each chapter's "one wrong" submission leaves unanswered, and what it is worth.
-WRONG_EXERCISE = {"01_savedmodel": ("ex_01_describe", 2), "02_tf_serving": ("ex_02_parse", 2)}
+WRONG_EXERCISE = {
+    "01_savedmodel": ("ex_01_describe", 2),
+    "02_tf_serving": ("ex_02_parse", 2),
+    "03_rest_vs_grpc": ("ex_03_sweep", 3),
+}
 
 
 def test_every_chapter_has_a_one_wrong_case():

@@ -36,7 +36,26 @@ def check_02_tf_serving(results: dict, workdir: Path) -> None:
     assert (workdir / "models" / "retired" / "digits-2" / "saved_model.pb").is_file()
 
 
-CHECKS = {"01_savedmodel": check_01_savedmodel, "02_tf_serving": check_02_tf_serving}
+def check_03_rest_vs_grpc(results: dict, workdir: Path) -> None:
+    # What was measured, not how fast: timings belong to the benchmark, not to tests.
+    assert {row["protocol"] for row in results["single_instance_ms"]} == {"REST", "gRPC"}
+    sizes = {
+        (r["encoding"], r["batch size"]): r["bytes/instance"]
+        for r in results["payload_bytes_per_instance"]
+    }
+    assert sizes[("photos json_row", 1)] > 3 * sizes[("photos protobuf", 1)]  # bytes, not time
+    for sweep in ("digits_sweep", "photos_sweep", "concurrency"):
+        assert results[sweep] and all(row["errors"] == 0 for row in results[sweep]), sweep
+    protocols = {row["protocol"] for row in results["digits_sweep"]}
+    assert protocols == {"REST row", "REST columnar", "REST gzip", "gRPC"}
+    assert results["grpc_over_rest_at_largest_batch"] > 0
+
+
+CHECKS = {
+    "01_savedmodel": check_01_savedmodel,
+    "02_tf_serving": check_02_tf_serving,
+    "03_rest_vs_grpc": check_03_rest_vs_grpc,
+}
 
 
 def test_every_chapter_has_output_checks():

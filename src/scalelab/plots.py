@@ -136,3 +136,79 @@ class Table:
 def table(rows: Sequence[dict[str, Any]]) -> Table:
     """Show rows of results as a table."""
     return Table(rows)
+
+
+def latency_distributions(latencies_by_name: dict[str, Sequence[float]]) -> Figure:
+    """Cumulative distribution of latencies (given in seconds) per protocol, log x."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for name, latencies in latencies_by_name.items():
+        values = np.sort(np.asarray(latencies) * 1000)
+        ax.plot(
+            values, np.linspace(0, 1, len(values)), label=f"{name} (p50 {np.median(values):.2f} ms)"
+        )
+    ax.set(xscale="log", xlabel="latency (ms)", ylabel="share of requests at most this slow")
+    ax.set_title("Latency distribution, one instance per request")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def batch_sweep(rows: Sequence[dict[str, Any]], title: str = "") -> Figure:
+    """Throughput (instances/s) and p50 latency against batch size, one line per protocol."""
+    fig, (speed_ax, latency_ax) = plt.subplots(1, 2, figsize=(10, 3.4))
+    for protocol in dict.fromkeys(row["protocol"] for row in rows):
+        mine = sorted((r for r in rows if r["protocol"] == protocol), key=lambda r: r["batch size"])
+        sizes = [r["batch size"] for r in mine]
+        speed_ax.plot(sizes, [r["instances/s"] for r in mine], marker="o", label=protocol)
+        latency_ax.plot(sizes, [r["p50 ms"] for r in mine], marker="o", label=protocol)
+    speed_ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="instances/s")
+    latency_ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="p50 latency (ms)")
+    speed_ax.set_title("Throughput")
+    latency_ax.set_title("Latency per request")
+    for ax in (speed_ax, latency_ax):
+        ax.grid(alpha=0.3, which="both")
+    speed_ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def payload_per_instance(rows: Sequence[dict[str, Any]]) -> Figure:
+    """Bytes sent per instance against batch size, one line per encoding."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for encoding in dict.fromkeys(row["encoding"] for row in rows):
+        mine = sorted((r for r in rows if r["encoding"] == encoding), key=lambda r: r["batch size"])
+        ax.plot(
+            [r["batch size"] for r in mine],
+            [r["bytes/instance"] for r in mine],
+            marker="o",
+            label=encoding,
+        )
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="request bytes per instance")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_title("What one instance costs on the wire")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def concurrency_sweep(rows: Sequence[dict[str, Any]]) -> Figure:
+    """Throughput and p50 latency against the number of concurrent clients, per protocol."""
+    fig, (speed_ax, latency_ax) = plt.subplots(1, 2, figsize=(10, 3.2))
+    for protocol in dict.fromkeys(row["protocol"] for row in rows):
+        mine = sorted((r for r in rows if r["protocol"] == protocol), key=lambda r: r["clients"])
+        clients = [r["clients"] for r in mine]
+        speed_ax.plot(clients, [r["requests/s"] for r in mine], marker="o", label=protocol)
+        latency_ax.plot(clients, [r["p50 ms"] for r in mine], marker="o", label=protocol)
+    speed_ax.set(xlabel="concurrent clients", ylabel="requests/s", title="Throughput")
+    latency_ax.set(xlabel="concurrent clients", ylabel="p50 latency (ms)", title="Latency")
+    for ax in (speed_ax, latency_ax):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    speed_ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

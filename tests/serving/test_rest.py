@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import gzip
+import json
 import math
 from typing import Any
 
@@ -108,6 +110,22 @@ def test_row_format_answers_predictions(http, server):
     answer = post(http, server, PREDICT, {"instances": [[1.0], [2.0], [5.0]]})
     assert answer.status_code == 200
     assert answer.json() == {"predictions": [[2.5], [3.0], [4.5]]}
+
+
+def test_gzip_compressed_request_bodies_are_accepted(http, server):
+    body = gzip.compress(json.dumps({"instances": [[1.0], [2.0]]}).encode())
+    answer = http.post(
+        f"{server.rest_url}{PREDICT}", data=body, headers={"Content-Encoding": "gzip"}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"predictions": [[2.5], [3.0]]}
+
+
+def test_corrupt_gzip_body_is_a_json_parse_error(http, server):
+    answer = http.post(
+        f"{server.rest_url}{PREDICT}", data=b"not gzip", headers={"Content-Encoding": "gzip"}
+    )
+    assert error_of(answer, 400).startswith("JSON Parse error: ")
 
 
 def test_columnar_format_answers_outputs(http, server):

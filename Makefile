@@ -22,8 +22,8 @@ lab: install  ## open the student notebooks in JupyterLab (Validate button inclu
 	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: install  ## ruff over the library, tests and notebooks; hadolint over the Dockerfile
-	$(BIN)/ruff check src tests solutions notebooks
-	$(BIN)/ruff format --check src tests solutions notebooks
+	$(BIN)/ruff check src tests solutions notebooks grader nbgrader_config.py
+	$(BIN)/ruff format --check src tests solutions notebooks grader nbgrader_config.py
 	$(BIN)/hadolint Dockerfile
 
 test: lint  ## every test: library, conformance, notebooks in fast mode, grading round trips

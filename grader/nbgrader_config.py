@@ -22,9 +22,12 @@ c.CourseDirectory.ignore = [
     "models", "exports", "results.json",
 ]  # fmt: skip
 
-# Generous per-cell timeout: graded cells export models or start servers (nbgrader's default is 30 s).
+# Generous per-cell timeout: graded cells export models or start servers (nbgrader's default: 30 s).
 c.Execute.timeout = 120
 c.Execute.interrupt_on_timeout = True
+# Outputs of a busy kernel (servers starting, TensorFlow importing) can lag the cell's reply by more
+# than nbclient's 4 s default, which nbgrader turns into a fatal validation error.
+c.Execute.iopub_timeout = 30
 
 # Feedback must not reveal hidden tests: autograded notebooks contain them (nbgrader #917, #1363),
 # and so do the tracebacks of failed test cells, which quote the lines around the failure.

@@ -45,6 +45,8 @@ def test_roundtrip_scores_solution_full_untouched_zero_one_wrong_loses_its_point
 
 
 def validate(notebook, *flags):
+    """`nbgrader validate` as the Validate button runs it: with the course's configuration."""
+    shutil.copyfile(REPO / grading.CONFIG, notebook.parent / "nbgrader_config.py")
     done = subprocess.run(
         [sys.executable, "-m", "nbgrader", "validate", *flags, notebook.name],
         cwd=notebook.parent,

@@ -27,9 +27,9 @@ def free_port() -> int:
 def lab(tmp_path):
     """JupyterLab started as `make lab` starts it, on a copy of notebooks/."""
     shutil.copytree(REPO / "notebooks", tmp_path / "notebooks")
-    shutil.copyfile(REPO / "nbgrader_config.py", tmp_path / "nbgrader_config.py")
-    (tmp_path / "grader").mkdir()
-    shutil.copyfile(REPO / "grader" / "nbgrader_config.py", tmp_path / "grader" / "nbgrader_config.py")
+    for config in ("nbgrader_config.py", "grader/nbgrader_config.py"):  # as at the repo root
+        (tmp_path / config).parent.mkdir(exist_ok=True)
+        shutil.copyfile(REPO / config, tmp_path / config)
     port = free_port()
     log = (tmp_path / "lab.log").open("w")
     command = [sys.executable, "-m", "jupyter", "lab", "--ServerApp.root_dir=notebooks"]

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install lab test lint release autograde feedback grades clean
+.PHONY: install lab test lint bench release autograde feedback grades clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else f"scalelab needs Python 3.11, but $(PYTHON) is {sys.version.split()[0]}: install 3.11 or run `make PYTHON=python3.11 ...`")'
@@ -28,6 +28,9 @@ lint: install  ## ruff over the library, tests and notebooks; hadolint over the 
 
 test: lint  ## every test: library, conformance, notebooks in fast mode, grading round trips
 	$(BIN)/python -m pytest -n 2
+
+bench: install  ## benchmarks, measured side by side in one run (not part of the tests)
+	$(BIN)/python -m scalelab.bench rest-vs-grpc
 
 release: install  ## regenerate notebooks/ from solutions/ with nbgrader
 	$(BIN)/python -m scalelab.grading release

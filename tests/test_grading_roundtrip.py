@@ -17,6 +17,7 @@ WRONG_EXERCISE = {
     "01_savedmodel": ("ex_01_describe", 2),
     "02_tf_serving": ("ex_02_parse", 2),
     "03_rest_vs_grpc": ("ex_03_sweep", 3),
+    "04_tflite": ("ex_04_evaluate", 3),
 }
 
 

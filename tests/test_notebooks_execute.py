@@ -51,10 +51,24 @@ def check_03_rest_vs_grpc(results: dict, workdir: Path) -> None:
     assert results["grpc_over_rest_at_largest_batch"] > 0
 
 
+def check_04_tflite(results: dict, workdir: Path) -> None:
+    assert results["float_tflite_max_abs_diff"] < 1e-5
+    assert results["op_counts"]["tflite"] < results["op_counts"]["savedmodel"] / 5
+    sizes = {row["variant"]: row["KB"] for row in results["variants"]}
+    assert sizes["TFLite int8"] < 0.35 * sizes["TFLite float"], sizes  # bytes, not time
+    assert sizes["TFLite float16"] < 0.6 * sizes["TFLite float"], sizes
+    assert all(row["accuracy"] > 0.7 for row in results["variants"]), results["variants"]
+    assert results["choice"] in sizes
+    assert results["qat"]["keras"].startswith("tf_keras")
+    assert min(results["qat"][k] for k in ("ptq_int8_accuracy", "qat_int8_accuracy")) > 0.5
+    assert (workdir / "exports" / "digits_float.tflite").is_file()
+
+
 CHECKS = {
     "01_savedmodel": check_01_savedmodel,
     "02_tf_serving": check_02_tf_serving,
     "03_rest_vs_grpc": check_03_rest_vs_grpc,
+    "04_tflite": check_04_tflite,
 }
 
 

@@ -49,7 +49,7 @@ def quiet_tensorflow() -> Any:
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    with _native_stderr_silenced():  # start-up lines C++ prints before its logging is set up
+    with native_stderr_silenced():  # start-up lines C++ prints before its logging is set up
         import tensorflow as tf
     import absl.logging
 
@@ -62,7 +62,7 @@ def quiet_tensorflow() -> Any:
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
+def native_stderr_silenced() -> Iterator[None]:
     """Hide what native code writes to file descriptor 2, unless the block fails."""
     with tempfile.TemporaryFile() as sink:
         saved = os.dup(2)

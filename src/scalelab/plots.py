@@ -212,3 +212,34 @@ def concurrency_sweep(rows: Sequence[dict[str, Any]]) -> Figure:
     speed_ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def op_counts(before: dict[str, int], after: dict[str, int], top: int = 14) -> Figure:
+    """Op types in the SavedModel (left) and operators in the TFLite model (right)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, counts, title in ((left, before, "SavedModel graph"), (right, after, "TFLite model")):
+        items = sorted(counts.items(), key=lambda item: item[1])[-top:]
+        ax.barh([name for name, _ in items], [count for _, count in items], color="tab:blue")
+        ax.set(title=f"{title}: {sum(counts.values())} ops", xlabel="count")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def size_accuracy(rows: Sequence[dict[str, Any]]) -> Figure:
+    """Model size against accuracy per variant; marker area shows single-sample latency."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    slowest = max(r["1 sample ms"] for r in rows)
+    for i, row in enumerate(sorted(rows, key=lambda r: r["KB"])):
+        ax.scatter(row["KB"], row["accuracy"], s=60 + 400 * row["1 sample ms"] / slowest, alpha=0.7)
+        offset = (6, 8) if i % 2 == 0 else (6, -14)  # alternate, so close points stay readable
+        ax.annotate(row["variant"], (row["KB"], row["accuracy"]), fontsize=8,
+                    xytext=offset, textcoords="offset points")  # fmt: skip
+    ax.set(xlabel="size (KB)", ylabel="test accuracy", xscale="log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_title("Size vs accuracy (marker area: single-sample latency)")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,116 @@
+"""TFLite / LiteRT plumbing: interpreters, quantized predictions, op counts, QAT (child process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scalelab.course import native_stderr_silenced
+
+__all__ = [
+    "interpreter",
+    "native_stderr_silenced",
+    "predict",
+    "quantization_aware",
+    "savedmodel_op_counts",
+    "seconds",
+    "tflite_op_counts",
+]
+
+
+def interpreter(model_bytes: bytes) -> Any:
+    """A ready LiteRT interpreter for a .tflite model (tf.lite's if ai-edge-litert is missing)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # LiteRT is the successor; tf.lite.Interpreter still runs the same files
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    with native_stderr_silenced():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
+        runner = Interpreter(model_content=model_bytes)
+        runner.allocate_tensors()
+    return runner
+
+
+def predict(runner: Any, x: np.ndarray) -> np.ndarray:
+    """Run a batch of float inputs through `runner`, quantizing in and out when it is integer."""
+    (source,) = runner.get_input_details()
+    (target,) = runner.get_output_details()
+    if tuple(source["shape"]) != x.shape:
+        runner.resize_tensor_input(source["index"], list(x.shape))
+        runner.allocate_tensors()
+    values = x
+    if np.issubdtype(source["dtype"], np.integer):
+        scale, zero_point = source["quantization"]
+        info = np.iinfo(source["dtype"])
+        values = np.clip(np.round(x / scale + zero_point), info.min, info.max)
+    runner.set_tensor(source["index"], values.astype(source["dtype"]))
+    runner.invoke()
+    out = runner.get_tensor(target["index"])
+    if np.issubdtype(target["dtype"], np.integer):
+        scale, zero_point = target["quantization"]
+        out = (out.astype(np.float32) - zero_point) * scale
+    return out
+
+
+def savedmodel_op_counts(export_dir: str | Path) -> Counter:
+    """Op types in every function of a SavedModel's serving graph (what TensorFlow would run)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    stored = saved_model_pb2.SavedModel.FromString(
+        (Path(export_dir) / "saved_model.pb").read_bytes()
+    )
+    graph = stored.meta_graphs[0].graph_def
+    counts = Counter(node.op for node in graph.node)
+    for function in graph.library.function:
+        counts.update(node.op for node in function.node_def)
+    return counts
+
+
+def tflite_op_counts(model_bytes: bytes) -> Counter:
+    """Operator types in a TFLite model's graph."""
+    return Counter(op["op_name"] for op in interpreter(model_bytes)._get_ops_details())
+
+
+def seconds(action: Callable[[], Any], repeat: int = 20) -> float:
+    """Median wall time of `action()` over `repeat` runs, after one warm-up run."""
+    action()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def quantization_aware(epochs: int = 3, hidden: int = 16, timeout: float = 600) -> dict[str, Any]:
+    """Train a float model, then fine-tune it two ways (float, then PTQ int8; or QAT int8).
+
+    Both branches get the same extra epochs, so the comparison is about quantization only.
+    It runs with tf_keras in a child process:
+
+    tensorflow-model-optimization only works with tf_keras, which must be chosen (with
+    TF_USE_LEGACY_KERAS=1) before TensorFlow is imported, and notebooks already run Keras 3.
+    Returns the child's accuracies and sizes, and the two int8 models' bytes.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+        command = [sys.executable, "-m", "scalelab.qat", scratch, str(epochs), str(hidden)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            tail = "\n".join(done.stderr.strip().splitlines()[-8:])
+            raise RuntimeError(f"quantization-aware training failed:\n{tail}")
+        result = json.loads((Path(scratch) / "result.json").read_text())
+        for name in ("ptq_int8", "qat_int8"):
+            result[f"{name}_bytes"] = (Path(scratch) / f"{name}.tflite").read_bytes()
+    return result

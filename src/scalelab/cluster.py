@@ -1,0 +1,556 @@
+"""Start, supervise and stop local multi-process tf.distribute clusters: one process per task.
+
+Each task gets its own TF_CONFIG, environment and log file. `Cluster.wait()` returns every task's
+exit code, log tail and JSON result, or stops every task and raises `ClusterError` naming the task
+that failed, hung or ran out of time. `python -m scalelab.cluster train|bench` runs the chapter's
+programs (`scalelab.distribute`). Importing this module never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+TASK_TYPES = ("chief", "worker", "ps")
+RESULT_ENV = "SCALELAB_RESULT"  # where a task writes its JSON result (see write_result)
+TAIL_LINES = 12
+_ADDRESS = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})")
+_MODULE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+_ERROR_LINE = re.compile(r"(?:\w+\.)*\w*(?:Error|Exception|Exit|Interrupt)\b")
+_POLL_SECONDS = 0.1
+_STOP_GRACE_SECONDS = 3.0
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+class ClusterError(RuntimeError):
+    """A task failed, hung or ran out of time; every task was stopped. `task` names the culprit."""
+
+    def __init__(self, message: str, task: str | None = None) -> None:
+        super().__init__(message)
+        self.task = task
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """How one task ended: exit code (negative: killed by that signal), log tail, JSON result."""
+
+    task: str
+    returncode: int | None
+    restarts: int
+    log_tail: str
+    result: dict[str, Any] | None
+    log_path: Path
+
+
+def make_tf_config(
+    cluster: Mapping[str, Sequence[str]], task_type: str, index: int
+) -> dict[str, Any]:
+    """The TF_CONFIG of one task: the whole cluster, and which of its tasks this process is."""
+    if not isinstance(cluster, Mapping) or not cluster:
+        raise ValueError(
+            "cluster must be a non-empty dict such as "
+            "{'worker': ['localhost:12345', 'localhost:12346']}."
+        )
+    seen: set[str] = set()
+    for kind, addresses in cluster.items():
+        if kind not in TASK_TYPES:
+            raise ValueError(f"Unknown task type {kind!r} in cluster: use {', '.join(TASK_TYPES)}.")
+        if isinstance(addresses, str) or not addresses:
+            raise ValueError(f"cluster[{kind!r}] must be a non-empty list of 'host:port' strings.")
+        for address in addresses:
+            match = _ADDRESS.fullmatch(str(address))
+            if not match or not 0 < int(match[1]) < 65536:
+                raise ValueError(f"{address!r} in cluster[{kind!r}] is not 'host:port'.")
+            if address in seen:
+                raise ValueError(f"{address} appears twice in the cluster: each task needs a port.")
+            seen.add(address)
+    if len(cluster.get("chief", ())) > 1:
+        raise ValueError("A cluster has at most one chief.")
+    if task_type not in cluster:
+        raise ValueError(
+            f"Task type {task_type!r} is not in the cluster, which has {', '.join(cluster)}."
+        )
+    count = len(cluster[task_type])
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
+        raise ValueError(
+            f"Index {index!r} is out of range: the cluster has {count} {task_type} task(s), "
+            f"so use 0..{count - 1}."
+        )
+    return {
+        "cluster": {kind: list(addresses) for kind, addresses in cluster.items()},
+        "task": {"type": task_type, "index": index},
+    }
+
+
+def tf_config_json(cluster: Mapping[str, Sequence[str]], task_type: str, index: int) -> str:
+    """make_tf_config as the JSON string TensorFlow reads from the TF_CONFIG variable."""
+    return json.dumps(make_tf_config(cluster, task_type, index))
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct TCP ports nobody listens on right now (another program may take them later)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, not {n!r}.")
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for probe in sockets:
+            probe.bind(("", 0))  # all interfaces, as TensorFlow's gRPC servers bind
+        return [probe.getsockname()[1] for probe in sockets]
+    finally:
+        for probe in sockets:
+            probe.close()
+
+
+def local_cluster(workers: int = 2, ps: int = 0, chief: bool = False) -> dict[str, list[str]]:
+    """A cluster dict with free ports on this machine, e.g. {'worker': ['localhost:4321', ...]}."""
+    counts = {"chief": int(chief), "worker": workers, "ps": ps}
+    addresses = iter(f"localhost:{port}" for port in free_ports(max(1, sum(counts.values()))))
+    return {kind: [next(addresses) for _ in range(n)] for kind, n in counts.items() if n > 0}
+
+
+def write_result(result: Mapping[str, Any]) -> None:
+    """Inside a task: save its JSON result where the Cluster reads it (and print it to the log)."""
+    text = json.dumps(result, sort_keys=True)
+    print(f"scalelab.cluster result: {text}", flush=True)
+    if path := os.environ.get(RESULT_ENV):
+        temporary = Path(f"{path}.tmp")
+        temporary.write_text(text + "\n")
+        temporary.replace(path)  # atomic: the Cluster never reads half a file
+
+
+@dataclass
+class _Task:
+    name: str
+    tf_config: dict[str, Any]
+    log_path: Path
+    result_path: Path
+    process: subprocess.Popen | None = None
+    started: float = 0.0
+    log_offset: int = 0  # where the current run's output starts in the log
+    restarts: int = 0  # all of them, yours and automatic ones
+    failures: int = 0  # automatic restarts after a failure
+    down: bool = False  # killed on purpose: not a failure, stays down until restart()
+    group_gone: bool = False  # its process group was killed and reaped: never signal it again
+
+
+class Cluster:
+    """A local cluster: one process per task, started by start_cluster(); use it in a `with`."""
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        cluster: Mapping[str, Sequence[str]],
+        *,
+        env: Mapping[str, str] | None = None,
+        logdir: str | os.PathLike | None = None,
+        timeout: float = 120.0,
+        max_restarts: int = 0,
+    ) -> None:
+        self.command = list(command)
+        self.timeout = timeout
+        self.max_restarts = max_restarts
+        self.logdir = Path(logdir or tempfile.mkdtemp(prefix="scalelab-cluster-")).resolve()
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self._env = dict(env or {})
+        self._tasks: dict[str, _Task] = {}
+        for kind in TASK_TYPES:
+            for index in range(len(cluster.get(kind, ()))):
+                name = f"{kind}:{index}"
+                self._tasks[name] = _Task(
+                    name,
+                    make_tf_config(cluster, kind, index),
+                    self.logdir / f"{kind}-{index}.log",
+                    self.logdir / f"{kind}-{index}.json",
+                )
+        if not self._tasks:
+            raise ValueError("The cluster has no tasks.")
+        # With parameter servers only the chief (coordinator) finishes: workers and ps serve.
+        self._finishers = (
+            ["chief:0"] if "ps" in cluster and "chief" in cluster else list(self._tasks)
+        )
+        self._finalizer = weakref.finalize(self, _stop_tasks, list(self._tasks.values()))
+
+    @property
+    def tasks(self) -> list[str]:
+        """Task names, 'chief:0', 'worker:0', 'worker:1', 'ps:0', ..."""
+        return list(self._tasks)
+
+    def tf_config(self, task: str) -> dict[str, Any]:
+        """The TF_CONFIG the task runs with."""
+        return self._task(task).tf_config
+
+    def pid(self, task: str) -> int | None:
+        """The task's current process id (also its process group id), or None if never started."""
+        process = self._task(task).process
+        return process.pid if process else None
+
+    def start(self) -> Cluster:
+        """Start every task that is not running (if one cannot start, stop them all)."""
+        try:
+            for task in self._tasks.values():
+                if task.process is None or task.process.poll() is not None:
+                    self._spawn(task)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def kill(self, task: str) -> None:
+        """SIGKILL a task's process group (a lost machine); it stays down until restart()."""
+        state = self._task(task)
+        _kill_group(state, signal.SIGKILL)
+        state.down = True
+
+    def restart(self, task: str) -> None:
+        """Kill the task if it still runs, then start it again with the same TF_CONFIG."""
+        state = self._task(task)
+        _kill_group(state, signal.SIGKILL)
+        state.restarts += 1
+        self._spawn(state)
+
+    def wait_for_output(self, task: str, pattern: str, timeout: float | None = None) -> str:
+        """Wait until the task's current run logs a line matching `pattern`, and return that line.
+
+        If the task exits first or time runs out, stop every task and raise ClusterError.
+        """
+        state = self._task(task)
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        regex = re.compile(pattern)
+        try:
+            while True:
+                for line in self._read_log(state).splitlines():
+                    if regex.search(line):
+                        return line
+                self._check(deadline, [task], waiting_for=f"{pattern!r} in its log")
+                time.sleep(_POLL_SECONDS)
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait(self, timeout: float | None = None) -> dict[str, TaskResult]:
+        """Wait for training to finish, stop every task, and return how each one ended.
+
+        The tasks that finish are the chief with parameter servers, else every task. A task that
+        fails is restarted up to `max_restarts` times; after that, on a hang, a timeout or an
+        interrupt, every task is stopped and ClusterError (or the interrupt) is raised.
+        """
+        if any(task.process is None for task in self._tasks.values()):
+            raise RuntimeError("Call start() before wait().")
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        try:
+            while not all(self._task(name).process.poll() == 0 for name in self._finishers):
+                self._check(deadline, self._finishers, waiting_for="training to finish")
+                time.sleep(_POLL_SECONDS)
+        finally:
+            self.stop()
+        return self.results()
+
+    def results(self) -> dict[str, TaskResult]:
+        """Every task's exit code (None while running), log tail and JSON result so far."""
+        return {
+            name: TaskResult(
+                name,
+                task.process.poll() if task.process else None,
+                task.restarts,
+                _tail(self._read_log(task)),
+                json.loads(task.result_path.read_text()) if task.result_path.exists() else None,
+                task.log_path,
+            )
+            for name, task in self._tasks.items()
+        }
+
+    def log(self, task: str) -> str:
+        """Everything the task logged, over all its runs."""
+        path = self._task(task).log_path
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        """Stop every task: SIGTERM to each process group, SIGKILL after a grace period."""
+        _stop_tasks(list(self._tasks.values()))
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        first = next(iter(self._tasks.values()))
+        lines = [
+            f"Cluster {json.dumps(first.tf_config['cluster'])}, logs in {self.logdir}",
+            *(
+                f"  {name:9} {_state(task):22} TF_CONFIG={json.dumps(task.tf_config)}"
+                for name, task in self._tasks.items()
+            ),
+        ]
+        return "\n".join(lines)
+
+    def _task(self, task: str) -> _Task:
+        if task not in self._tasks:
+            raise ValueError(f"No task {task!r}: this cluster has {', '.join(self._tasks)}.")
+        return self._tasks[task]
+
+    def _spawn(self, task: _Task) -> None:
+        task.result_path.unlink(missing_ok=True)
+        env = {**os.environ, **self._env, "TF_CONFIG": json.dumps(task.tf_config)}
+        env[RESULT_ENV] = str(task.result_path)
+        with open(task.log_path, "ab") as log:
+            if task.restarts:
+                log.write(f"\n=== scalelab.cluster: restart {task.restarts} ===\n".encode())
+                log.flush()  # before the task writes to the same file
+            task.log_offset = log.tell()
+            task.process = subprocess.Popen(
+                self.command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # its own process group: killed as a whole, no orphans
+                preexec_fn=_die_with_parent if _LIBC else None,
+            )
+        task.started = time.monotonic()
+        task.down = task.group_gone = False
+
+    def _check(self, deadline: float, waited: Sequence[str], waiting_for: str) -> None:
+        """Restart or report failed tasks; raise ClusterError once the deadline has passed."""
+        for task in self._tasks.values():
+            code = task.process.poll() if task.process else None
+            if code is None or task.down or (code == 0 and task.name in self._finishers):
+                continue
+            if task.failures < self.max_restarts:
+                print(f"scalelab.cluster: {task.name} {_exit_text(code)}, restarting it")
+                task.failures += 1
+                self.restart(task.name)
+                continue
+            raise ClusterError(
+                f"{task.name} {_exit_text(code)} after {time.monotonic() - task.started:.1f} s"
+                f" (restarts: {task.restarts}). {self._quote(task)}\nEvery task was stopped.",
+                task.name,
+            )
+        if time.monotonic() > deadline:
+            running = [name for name in waited if _state(self._task(name)).startswith("running")]
+            culprit = self._task((running or list(waited))[0])
+            raise ClusterError(
+                f"Timed out waiting for {waiting_for}: {', '.join(running) or 'no task'} still "
+                f"running. {culprit.name}: {self._quote(culprit)}\nEvery task was stopped.",
+                culprit.name,
+            )
+
+    def _quote(self, task: _Task) -> str:
+        tail = _tail(self._read_log(task)) or "(nothing)"
+        quoted = "\n".join(f"    | {line}" for line in tail.splitlines())
+        return f"Last lines of {task.log_path}:\n{quoted}"
+
+    def _read_log(self, task: _Task) -> str:
+        """What the task's current run has logged."""
+        if not task.log_path.exists():
+            return ""
+        with open(task.log_path, "rb") as log:
+            log.seek(task.log_offset)
+            return log.read().decode(errors="replace")
+
+
+def start_cluster(
+    program: str | os.PathLike,
+    args: Sequence[str] = (),
+    *,
+    workers: int = 2,
+    ps: int = 0,
+    chief: bool = False,
+    timeout: float = 120.0,
+    env: Mapping[str, str] | None = None,
+    logdir: str | os.PathLike | None = None,
+    legacy_keras: bool = False,
+    threads: int = 1,
+    max_restarts: int = 0,
+) -> Cluster:
+    """Start one process per task on localhost, running a script (`x.py`) or a module (`-m`).
+
+    Each task gets TF_CONFIG, quiet C++ logs, `threads` intra-op threads, TF_USE_LEGACY_KERAS=1
+    if `legacy_keras`, GRPC_FAIL_FAST=use_caller with parameter servers, and then `env`.
+    """
+    if ps and not (chief and workers):
+        raise ValueError("ParameterServerStrategy needs chief=True (the coordinator) and workers.")
+    if workers < 0 or ps < 0 or workers + chief + ps < 1:
+        raise ValueError(f"Ask for at least one task (workers={workers}, ps={ps}, chief={chief}).")
+    task_env = {
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parents[1]), *filter(None, [os.getenv("PYTHONPATH")])]
+        ),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "TF_NUM_INTRAOP_THREADS": str(threads),
+        "OMP_NUM_THREADS": str(threads),
+        # Collectives and RPCs block inter-op threads: too few of them deadlock small machines.
+        "TF_NUM_INTEROP_THREADS": str(max(threads, workers + 1)),
+        "TF_USE_LEGACY_KERAS": "1" if legacy_keras else "0",
+    }
+    if ps:
+        task_env["GRPC_FAIL_FAST"] = "use_caller"
+    cluster = Cluster(
+        _command(program, args),
+        local_cluster(workers, ps, chief),
+        env={**task_env, **(env or {})},
+        logdir=logdir,
+        timeout=timeout,
+        max_restarts=max_restarts,
+    )
+    return cluster.start()
+
+
+def bench(steps: int = 200, global_batch: int = 64, timeout: float = 300.0) -> list[dict]:
+    """Train the digits model with each strategy and API, one cluster after another; print steps/s.
+
+    Keras 3 `fit` fails under MultiWorkerMirroredStrategy, so that row uses tf_keras.
+    """
+    rows = []
+    for strategy in ("none", "mirrored", "central_storage", "mwms"):
+        for api in ("ctl", "fit"):
+            args = ["train", strategy, f"--api={api}", "--epochs=2", f"--steps-per-epoch={steps}"]
+            with start_cluster(
+                "scalelab.cluster",
+                [*args, f"--global-batch={global_batch}"],
+                workers=2 if strategy == "mwms" else 1,
+                timeout=timeout,
+                legacy_keras=strategy == "mwms" and api == "fit",
+            ) as cluster:
+                rows.append(cluster.wait()["worker:0"].result or {"strategy": strategy, "api": api})
+    print(format_table(rows))
+    return rows
+
+
+def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Benchmark results as a compact text table, one line per run."""
+    columns = ("strategy", "keras", "api", "workers", "replicas", "global_batch", "steps_per_s")
+    cells = [columns, *([str(row.get(column, "")) for column in columns] for row in rows)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join(
+        "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True))
+        for line in cells
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m scalelab.cluster train STRATEGY [...]` (inside a task) or `... bench`."""
+    from scalelab import distribute
+
+    parser = argparse.ArgumentParser(prog="python -m scalelab.cluster", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="run this task's part of a training job")
+    train.add_argument("strategy", choices=distribute.STRATEGIES)
+    train.add_argument("--api", choices=("ctl", "fit"), default="ctl")
+    train.add_argument("--epochs", type=int, default=2)
+    train.add_argument("--steps-per-epoch", type=int, default=20)
+    train.add_argument("--global-batch", type=int, default=64)
+    train.add_argument("--backup-dir", help="BackupAndRestore folder (fit): resume after a crash")
+    train.add_argument("--pause", type=float, default=0.0, help="seconds to sleep after each epoch")
+    timing = commands.add_parser("bench", help="steps/s of each strategy, as a table")
+    timing.add_argument("--steps", type=int, default=200)
+    timing.add_argument("--global-batch", type=int, default=64)
+    options = parser.parse_args(argv)
+    if options.command == "bench":
+        bench(options.steps, options.global_batch)
+        return
+    result = distribute.train(
+        options.strategy,
+        api=options.api,
+        epochs=options.epochs,
+        steps_per_epoch=options.steps_per_epoch,
+        global_batch=options.global_batch,
+        backup_dir=options.backup_dir,
+        pause=options.pause,
+    )
+    write_result(result)
+
+
+def _command(program: str | os.PathLike, args: Sequence[str]) -> list[str]:
+    """The argv of a task: `python script.py ARGS` or `python -m package.module ARGS`."""
+    if str(program).endswith(".py"):
+        script = Path(program).resolve()
+        if not script.is_file():
+            raise FileNotFoundError(f"No script {script}.")
+        return [sys.executable, str(script), *args]
+    if not _MODULE.fullmatch(str(program)):
+        raise ValueError(f"{program!r} is neither a .py script nor a module name like 'pkg.mod'.")
+    return [sys.executable, "-m", str(program), *args]
+
+
+def _die_with_parent() -> None:
+    """In the task, before exec: the kernel SIGKILLs it when the thread that started it ends."""
+    _LIBC.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
+def _kill_group(task: _Task, signum: int) -> None:
+    """Signal the task's process group; after SIGKILL, reap it and never signal it again.
+
+    (Once a group is empty its id may be reused by an unrelated process.)
+    """
+    if task.process is None or task.group_gone:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone already
+        os.killpg(task.process.pid, signum)  # also reaches what the task itself started
+    if signum == signal.SIGKILL:
+        task.process.wait()
+        task.group_gone = True
+
+
+def _stop_tasks(tasks: Sequence[_Task]) -> None:
+    running = [task for task in tasks if task.process and task.process.poll() is None]
+    for task in running:
+        _kill_group(task, signal.SIGTERM)
+    deadline = time.monotonic() + _STOP_GRACE_SECONDS
+    for task in running:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            task.process.wait(max(0.0, deadline - time.monotonic()))
+    for task in tasks:
+        _kill_group(task, signal.SIGKILL)  # survivors, and children of tasks that exited
+
+
+def _state(task: _Task) -> str:
+    if task.process is None:
+        return "not started"
+    code = task.process.poll()
+    if code is None:
+        return f"running (pid {task.process.pid})"
+    return "killed" if task.down else _exit_text(code)
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
+def _tail(text: str, lines: int = TAIL_LINES) -> str:
+    """The last lines of a log, led by the last Python error line if it is a little earlier."""
+    kept = [line[:300] for line in text.splitlines() if line.strip()]
+    tail = kept[-lines:]
+    error = next((line for line in reversed(kept[-5 * lines :]) if _ERROR_LINE.match(line)), None)
+    if error and error not in tail:
+        tail = [error, "...", *kept[-(lines - 2) :]]
+    return "\n".join(tail)
+
+
+if __name__ == "__main__":
+    main()

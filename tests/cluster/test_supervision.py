@@ -1,0 +1,123 @@
+"""Supervision without TensorFlow: results, crashes, hangs, interrupts, restarts, no orphans."""
+
+from __future__ import annotations
+
+import _thread
+import json
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from scalelab.cluster import ClusterError, start_cluster
+
+from .conftest import alive, pids, wait_until_dead
+
+
+def test_wait_returns_each_tasks_exit_code_log_tail_and_json_result(script, tmp_path):
+    with start_cluster(script("result.py"), logdir=tmp_path, workers=2, timeout=30) as cluster:
+        results = cluster.wait()
+    assert list(results) == ["worker:0", "worker:1"]
+    for index, name in enumerate(results):
+        assert results[name].returncode == 0
+        assert results[name].result == {"task": {"type": "worker", "index": index}, "answer": 42}
+        assert "scalelab.cluster result:" in results[name].log_tail
+
+
+def test_each_task_gets_its_own_tf_config_and_shows_it(script, tmp_path):
+    with start_cluster(script("hang.py"), logdir=tmp_path, workers=2, timeout=30) as cluster:
+        for index in range(2):
+            cluster.wait_for_output(f"worker:{index}", f"worker:{index} started", timeout=20)
+        assert cluster.tf_config("worker:1")["task"] == {"type": "worker", "index": 1}
+        shown = repr(cluster)
+        assert shown.count("running (pid") == 2 and '"index": 1}' in shown
+
+
+def test_crashing_task_raises_error_naming_it_quoting_its_log_and_stops_every_task(
+    script, tmp_path
+):
+    cluster = start_cluster(script("crash.py"), logdir=tmp_path, workers=3, timeout=30)
+    with pytest.raises(ClusterError) as failure:
+        cluster.wait()
+    assert failure.value.task == "worker:1"
+    message = str(failure.value)
+    assert message.startswith("worker:1 exited with code 1")
+    assert "RuntimeError: worker 1 ran out of memory (simulated)" in message
+    assert "Every task was stopped" in message
+    assert alive(pids(cluster)) == []
+
+
+def test_hanging_cluster_times_out_naming_the_tasks_still_running(script, tmp_path):
+    cluster = start_cluster(script("hang.py"), logdir=tmp_path, workers=2, timeout=3)
+    with pytest.raises(ClusterError, match=r"Timed out .* worker:0, worker:1 still") as hang:
+        cluster.wait()
+    assert hang.value.task == "worker:0" and "| worker:0 started" in str(hang.value)
+    assert alive(pids(cluster)) == []
+
+
+def test_failed_task_is_restarted_at_most_max_restarts_times(script, tmp_path):
+    cluster = start_cluster(
+        script("crash.py"), logdir=tmp_path, workers=2, timeout=60, max_restarts=1
+    )
+    with pytest.raises(ClusterError, match=r"worker:1 exited with code 1 .*\(restarts: 1\)"):
+        cluster.wait()
+    assert cluster.log("worker:1").count("worker:1 started") == 2
+    assert alive(pids(cluster)) == []
+
+
+def test_interrupting_wait_stops_every_task(script, tmp_path):
+    cluster = start_cluster(script("hang.py"), logdir=tmp_path, workers=2, timeout=60)
+    cluster.wait_for_output("worker:1", "started", timeout=20)
+    timer = threading.Timer(0.5, _thread.interrupt_main)  # what stopping a notebook cell does
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        cluster.wait()
+    timer.join()
+    assert alive(pids(cluster)) == []
+
+
+def test_stopping_also_kills_processes_a_task_started(script, tmp_path):
+    with start_cluster(script("spawn.py"), logdir=tmp_path, workers=1, timeout=30) as cluster:
+        child = int(cluster.wait_for_output("worker:0", r"child \d+", timeout=20).split()[1])
+        assert alive([child]) == [child]
+    # The child is in the task's process group, SIGKILLed with it (it is not ours to reap).
+    assert wait_until_dead([child, *pids(cluster)], seconds=5) == []
+
+
+def test_tasks_die_when_the_process_that_started_them_is_killed(script, tmp_path):
+    launcher = (
+        "import json, sys, time\n"
+        "from scalelab.cluster import start_cluster\n"
+        "cluster = start_cluster(sys.argv[1], workers=2, timeout=600, logdir=sys.argv[2])\n"
+        "print(json.dumps([cluster.pid(task) for task in cluster.tasks]), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", launcher, script("hang.py"), tmp_path / "logs"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        tasks = json.loads(parent.stdout.readline())
+        assert alive(tasks) != []
+    finally:
+        parent.send_signal(signal.SIGKILL)  # like a notebook kernel that crashes
+        parent.wait()
+        parent.stdout.close()
+    assert wait_until_dead(tasks) == []
+
+
+def test_killed_task_stays_down_until_restarted_with_the_same_tf_config(script, tmp_path):
+    with start_cluster(script("hang.py"), logdir=tmp_path, workers=2, timeout=30) as cluster:
+        cluster.wait_for_output("worker:1", "started", timeout=20)
+        first, config = cluster.pid("worker:1"), cluster.tf_config("worker:1")
+        cluster.kill("worker:1")
+        assert alive([first]) == [] and "killed" in repr(cluster)
+        cluster.restart("worker:1")
+        assert cluster.wait_for_output("worker:1", "started", timeout=20) == "worker:1 started"
+        assert cluster.pid("worker:1") != first and cluster.tf_config("worker:1") == config
+        assert cluster.results()["worker:1"].restarts == 1
+        assert "=== scalelab.cluster: restart 1 ===" in cluster.log("worker:1")
+    assert alive(pids(cluster)) == []

@@ -18,6 +18,7 @@ WRONG_EXERCISE = {
     "02_tf_serving": ("ex_02_parse", 2),
     "03_rest_vs_grpc": ("ex_03_sweep", 3),
     "04_tflite": ("ex_04_evaluate", 3),
+    "05_distribution": ("ex_05_strategy", 3),
 }
 
 

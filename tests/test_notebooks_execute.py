@@ -64,11 +64,22 @@ def check_04_tflite(results: dict, workdir: Path) -> None:
     assert (workdir / "exports" / "digits_float.tflite").is_file()
 
 
+def check_05_distribution(results: dict, workdir: Path) -> None:
+    assert results["data_parallel_max_gradient_difference"] < 1e-5
+    assert results["model_parallel_bytes_per_step"] > 0
+    assert [row["replicas"] for row in results["strategies"]] == [1, 2, 2]
+    assert results["mwms_same_weights"] is True
+    assert all(2 <= epoch < 3 for epoch in results["fault_tolerance"].values()), results
+    assert results["ps_tasks_holding_variables"] == ["ps:0", "ps:1"]
+    assert [row["workers"] for row in results["scaling"]] == [1, 2, 3]
+
+
 CHECKS = {
     "01_savedmodel": check_01_savedmodel,
     "02_tf_serving": check_02_tf_serving,
     "03_rest_vs_grpc": check_03_rest_vs_grpc,
     "04_tflite": check_04_tflite,
+    "05_distribution": check_05_distribution,
 }
 
 

@@ -243,3 +243,33 @@ def size_accuracy(rows: Sequence[dict[str, Any]]) -> Figure:
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     return fig
+
+
+def seconds_per_epoch(rows: Sequence[dict[str, Any]]) -> Figure:
+    """Time per epoch for each strategy, annotated with its final accuracy."""
+    fig, ax = plt.subplots(figsize=(7, 3))
+    bars = ax.barh([r["strategy"] for r in rows], [r["s/epoch"] for r in rows], color="tab:blue")
+    ax.bar_label(
+        bars, labels=[f"accuracy {r['final accuracy']:.3f}" for r in rows], padding=3, fontsize=8
+    )
+    ax.set(xlabel="seconds per epoch", title="Same model, same data, per strategy")
+    ax.set_xlim(0, max(r["s/epoch"] for r in rows) * 1.5)
+    fig.tight_layout()
+    return fig
+
+
+def scaling(rows: Sequence[dict[str, Any]]) -> Figure:
+    """Examples/s against the number of workers, with the ideal linear line."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    workers = [r["workers"] for r in rows]
+    speed = [r["examples/s"] for r in rows]
+    ax.plot(workers, speed, marker="o", label="measured")
+    ax.plot(
+        workers, [speed[0] * w / workers[0] for w in workers], "--", color="gray", label="ideal"
+    )
+    ax.set(xlabel="workers", ylabel="examples/s", title="MultiWorkerMirroredStrategy scaling")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig

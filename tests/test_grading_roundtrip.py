@@ -40,6 +40,14 @@ def test_roundtrip_scores_solution_full_untouched_zero_one_wrong_loses_its_point
     assert scores["solution"].points == full
     assert scores["untouched"].points == 0
     assert scores["one_wrong"].points == full - points
+    autograded = tmp_path / "course" / "grader" / "autograded" / "solution" / chapter
+    graded = autograded / f"{chapter}.ipynb"
+    errors = [
+        "".join(cell["source"])[:80]
+        for cell in json.loads(graded.read_text())["cells"]
+        if any(out.get("output_type") == "error" for out in cell.get("outputs", []))
+    ]
+    assert errors == [], f"cells of the graded solution raised: {errors}"
     # Feedback returned to students quotes no hidden test.
     grading.nbgrader(tmp_path / "course", "generate_feedback", chapter, "--force")
     for page in (tmp_path / "course" / "grader" / "feedback").rglob("*.html"):

@@ -1,4 +1,5 @@
-# The course as a JupyterLab image. docker-compose.yml runs it next to tensorflow/serving.
+# The course as a JupyterLab image. docker-compose.yml runs it next to tensorflow/serving and
+# shares the notebooks folder with it (see the comments there).
 FROM python:3.11.14-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -16,6 +17,8 @@ RUN pip install --no-cache-dir -r requirements.txt \
 
 COPY --chown=1000:1000 . .
 USER 1000:1000
+# temporary folders inside the notebooks volume, where the TF Serving container sees them too
+RUN mkdir -p notebooks/.tmp
 
 EXPOSE 8888
 CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--ServerApp.root_dir=notebooks"]

@@ -1,11 +1,14 @@
 """Fixtures for the serving conformance suite: test SavedModels, one server per backend, clients.
 
-The same tests run against every backend: `local` here; `docker` and `binary` skip unless a
-Docker engine answers or tensorflow_model_server is on PATH.
+The same tests run against every backend: `local`, and `remote` (models added to a server that
+runs already); `docker` and `binary` skip unless a Docker engine answers or
+tensorflow_model_server is on PATH.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import shutil
 import time
@@ -130,16 +133,33 @@ def _config_text(root: Path) -> str:
     return "model_config_list {\n  " + "\n  ".join(entries) + "\n}\n"
 
 
-@pytest.fixture(scope="session")
-def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
-    """SavedModels built once per session (tf.Module and Keras), plus a model config file."""
-    top = tmp_path_factory.mktemp("serving")
+def _models_in(top: Path) -> Models:
     root, staging = top / "models", top / "staging"
-    _build_models(root, staging)
     config_text = _config_text(root)
     config_file = top / "models.config"
     config_file.write_text(config_text)
     return Models(root, staging, config_file, config_text)
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
+    """SavedModels built once per session (tf.Module and Keras), plus a model config file.
+
+    Tests must not change them: a test that adds or breaks versions uses `served_models`.
+    """
+    top = tmp_path_factory.mktemp("serving")
+    _build_models(top / "models", top / "staging")
+    return _models_in(top)
+
+
+@pytest.fixture(scope="session")
+def served_models(backend: str, models: Models, tmp_path_factory: pytest.TempPathFactory) -> Models:
+    """A copy of `models` for one backend's server: what one backend's tests do to its
+    versions never reaches another backend's server."""
+    top = tmp_path_factory.mktemp(f"serving-{backend}")
+    shutil.copytree(models.root, top / "models", symlinks=True)
+    shutil.copytree(models.staging, top / "staging", symlinks=True)
+    return _models_in(top)
 
 
 def backend_available(backend: str) -> str | None:
@@ -153,27 +173,90 @@ def backend_available(backend: str) -> str | None:
     return None
 
 
-def backend_flags(backend: str) -> list[str]:
-    """Flags that make real TF Serving report a failed load at once (it retries 5x by default)."""
-    return [] if backend == "local" else ["--max_num_load_retries=0"]
+# Report a failed load at once: TF Serving (and the stand-in) retry 5 times, a minute apart.
+NO_RETRIES = ["--max_num_load_retries=0"]
+
+
+# The flags docker-compose.yml's TF Serving runs with (plus no retries, as above).
+REMOTE_FLAGS = [
+    "--file_system_poll_wait_seconds=1",
+    "--allow_version_labels_for_unavailable_models",
+    *NO_RETRIES,
+]
+
+
+@contextlib.contextmanager
+def remote_env(host: serving.Server, root: Path) -> Iterator[None]:
+    """Point the remote backend at `host` (sharing `root`) while the block runs."""
+    from scalelab.serving import remote
+
+    values = {
+        remote.REST_ENV: host.rest_url,
+        remote.GRPC_ENV: host.grpc_target,
+        remote.ROOT_ENV: str(root),
+        remote.FLAGS_ENV: " ".join(REMOTE_FLAGS),
+    }
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def remote_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[serving.Server, Path]]:
+    """A running server with no models, as docker compose starts TF Serving, and the folder it
+    shares with us: a container where a Docker engine answers, else the local stand-in."""
+    root = tmp_path_factory.getbasetemp()
+    config = root / "remote-host.config"
+    config.write_text("model_config_list {}\n")
+    backend = "docker" if backend_available("docker") is None else "local"
+    with serving.start(model_config_file=config, backend=backend, extra_flags=REMOTE_FLAGS) as host:
+        yield host, root
 
 
 @pytest.fixture(
-    scope="session", params=["local", pytest.param("docker", marks=pytest.mark.docker), "binary"]
+    scope="session",
+    params=["local", "remote", pytest.param("docker", marks=pytest.mark.docker), "binary"],
 )
-def server(request: pytest.FixtureRequest, models: Models) -> Iterator[serving.Server]:
-    """One server per backend for the whole session, serving every test model."""
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each backend that can run here (the others skip, saying why)."""
     reason = backend_available(request.param)
     if reason:
         pytest.skip(f"{request.param} backend: {reason}")
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def server(
+    backend: str, served_models: Models, request: pytest.FixtureRequest
+) -> Iterator[serving.Server]:
+    """One server per backend for the whole session, serving every test model (the remote
+    backend adds them to a server that runs already)."""
     flags = [
         f"--file_system_poll_wait_seconds={POLL_SECONDS}",
         "--allow_version_labels_for_unavailable_models",
-        *backend_flags(request.param),
+        *NO_RETRIES,
     ]
-    with serving.start(
-        model_config_file=models.config_file, backend=request.param, extra_flags=flags, timeout=120
-    ) as running:
+    start = functools.partial(
+        serving.start,
+        model_config_file=served_models.config_file,
+        backend=backend,
+        extra_flags=flags,
+        timeout=120,
+    )
+    if backend == "remote":
+        host, root = request.getfixturevalue("remote_host")
+        with remote_env(host, root):
+            running = start()
+    else:
+        running = start()
+    with running:
         yield running
 
 

@@ -13,7 +13,7 @@ import requests
 
 from scalelab import serving
 
-from .conftest import Models, backend_available, backend_flags
+from .conftest import NO_RETRIES, Models, backend_available
 from .test_start import needs_proc, processes_mentioning
 
 MAX_BATCH = 8
@@ -43,9 +43,7 @@ def batching(
         "max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 2 }\n"
     )
     flags = ["--enable_batching", f"--batching_parameters_file={parameters}"]
-    server = serving.start(
-        folder / "hpt", backend=request.param, extra_flags=flags + backend_flags(request.param)
-    )
+    server = serving.start(folder / "hpt", backend=request.param, extra_flags=flags + NO_RETRIES)
     yield server
     server.stop()
 

@@ -222,7 +222,7 @@ def test_large_messages_are_accepted_and_the_4mb_limit_is_the_clients(
 
 
 def test_reload_config_moves_labels_and_refuses_labels_on_unloaded_versions(
-    grpc_stubs, apis, tf, models: Models
+    grpc_stubs, apis, tf, served_models: Models
 ):
     from google.protobuf import text_format
 
@@ -238,11 +238,13 @@ def test_reload_config_moves_labels_and_refuses_labels_on_unloaded_versions(
         request.model_spec.version_label = "canary"
         return grpc_stubs[0].Predict(request, timeout=10).model_spec.version.value
 
-    moved = models.config_text.replace('key: "canary" value: 2', 'key: "canary" value: 1')
+    moved = served_models.config_text.replace('key: "canary" value: 2', 'key: "canary" value: 1')
     try:
         assert reload(moved).status.error_code == 0
         assert canary_version() == 1
-        unloaded = models.config_text.replace('key: "canary" value: 2', 'key: "canary" value: 3')
+        unloaded = served_models.config_text.replace(
+            'key: "canary" value: 2', 'key: "canary" value: 3'
+        )
         message = rpc_error(lambda: reload(unloaded), grpc.StatusCode.FAILED_PRECONDITION)
         assert message == (
             "Request to assign label to version 3 of model versioned, which is not currently "
@@ -250,7 +252,7 @@ def test_reload_config_moves_labels_and_refuses_labels_on_unloaded_versions(
         )
         assert canary_version() == 1
     finally:
-        reload(models.config_text)
+        reload(served_models.config_text)
     assert canary_version() == 2
 
 

@@ -23,7 +23,9 @@ def expected_y(version: int, x: float) -> float:
     return 0.5 * x + 1.0 + version
 
 
-def test_version_swap_under_load_has_no_failed_requests(http, server: Server, models: Models):
+def test_version_swap_under_load_has_no_failed_requests(
+    http, server: Server, served_models: Models
+):
     """A new version loads before the old unloads; every answer comes from a served version."""
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
@@ -66,7 +68,7 @@ def test_version_swap_under_load_has_no_failed_requests(http, server: Server, mo
         client.start()
     try:
         time.sleep(0.3)
-        models.move_in("v2", "swap", 2)
+        served_models.move_in("v2", "swap", 2)
         wait_for(
             lambda: version_states(http, server, "swap") == {2: "AVAILABLE", 1: "END"},
             "version 2 AVAILABLE and version 1 unloaded",
@@ -83,25 +85,27 @@ def test_version_swap_under_load_has_no_failed_requests(http, server: Server, mo
     assert set(rest_answers) == {expected_y(1, 2.0), expected_y(2, 2.0)}
 
 
-def test_half_copied_version_is_not_loaded_until_complete(http, server: Server, models: Models):
+def test_half_copied_version_is_not_loaded_until_complete(
+    http, server: Server, served_models: Models
+):
     """A version folder without its variables is left alone until the copy finishes."""
     if server.backend != "local":
         pytest.skip("TF Serving does not check that a version folder is complete (documented)")
-    partial = models.base("halfcopy") / "2"
+    partial = served_models.base("halfcopy") / "2"
     partial.mkdir()
-    shutil.copy(models.staging / "v2" / "saved_model.pb", partial)
+    shutil.copy(served_models.staging / "v2" / "saved_model.pb", partial)
     time.sleep(2.5 * POLL_SECONDS)
     assert version_states(http, server, "halfcopy") == {1: "AVAILABLE"}
     answer = http.post(f"{server.rest_url}/v1/models/halfcopy:predict", json={"instances": [[2.0]]})
     assert answer.json() == {"predictions": [[expected_y(1, 2.0)]]}
-    shutil.copytree(models.staging / "v2" / "variables", partial / "variables")
+    shutil.copytree(served_models.staging / "v2" / "variables", partial / "variables")
     wait_for(lambda: version_states(http, server, "halfcopy").get(2) == "AVAILABLE", "version 2")
 
 
 def test_corrupt_version_is_reported_and_previous_keeps_serving(
-    http, server: Server, models: Models
+    http, server: Server, served_models: Models
 ):
-    models.move_in("corrupt", "corrupt", 2)
+    served_models.move_in("corrupt", "corrupt", 2)
 
     def failed_status() -> Any:
         answer = http.get(f"{server.rest_url}/v1/models/corrupt").json()

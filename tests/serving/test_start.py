@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from scalelab import serving
-from scalelab.serving.docker import docker_run_command
+from scalelab.serving import docker as docker_module
+from scalelab.serving.docker import _container_spec, docker_run_command
 
 from .conftest import Models, backend_available
 
@@ -41,6 +42,7 @@ def test_unknown_backend_is_refused(monkeypatch):
 
 def test_automatic_choice_falls_back_to_local_without_docker_or_binary(monkeypatch):
     monkeypatch.delenv("SCALELAB_SERVING_BACKEND", raising=False)
+    monkeypatch.delenv("SCALELAB_SERVING_REMOTE_REST", raising=False)
     if not (backend_available("docker") and backend_available("binary")):
         pytest.skip("docker or binary is available here")
     backend, reason = serving.choose_backend()
@@ -93,7 +95,7 @@ def test_version_that_fails_to_load_at_start_up_is_reported_and_the_server_stopp
     base = tmp_path / "broken"
     shutil.copytree(models.staging / "corrupt", base / "1")
     with pytest.raises(serving.ServerStartError) as failure:
-        serving.start(base, backend="local", timeout=60)
+        serving.start(base, backend="local", extra_flags=["--max_num_load_retries=0"])
     message = str(failure.value)
     assert (
         "1 model(s) did not become available: {{{name: broken version: 1} due to error" in message
@@ -102,16 +104,67 @@ def test_version_that_fails_to_load_at_start_up_is_reported_and_the_server_stopp
     assert processes_mentioning(f"--model_base_path={base}") == []
 
 
-def test_docker_run_command_mounts_the_model_like_the_image_expects(models: Models):
+def test_docker_run_command_mounts_the_model_like_the_image_expects(models: Models, monkeypatch):
+    monkeypatch.delenv("SCALELAB_SERVING_IMAGE", raising=False)
     command = docker_run_command(models.base("half_plus_two"), rest_port=8501, grpc_port=8500)
-    assert command.startswith("docker run --rm -p 127.0.0.1:8500:8500 -p 127.0.0.1:8501:8501")
+    assert command.startswith(
+        "docker run --rm --init --entrypoint tensorflow_model_server "
+        "-p 127.0.0.1:8500:8500 -p 127.0.0.1:8501:8501"
+    )
     assert f"-v {models.base('half_plus_two')}:/models/half_plus_two:ro" in command
-    assert command.endswith("-e MODEL_NAME=half_plus_two tensorflow/serving:2.21.0")
+    assert command.endswith(
+        "tensorflow/serving:2.20.0 --port=8500 --rest_api_port=8501 "
+        "--model_name=half_plus_two --model_base_path=/models/half_plus_two"
+    )
+
+
+def test_docker_image_can_be_overridden(models: Models, monkeypatch):
+    monkeypatch.setenv("SCALELAB_SERVING_IMAGE", "scalelab/serving-standin:test")
+    assert " scalelab/serving-standin:test --port=8500 " in docker_run_command(
+        models.base("half_plus_two")
+    )
+
+
+def test_docker_mounts_every_file_a_flag_names_by_its_folder_at_the_same_path(tmp_path: Path):
+    (tmp_path / "cfg").mkdir()
+    batching = tmp_path / "cfg" / "batching.config"
+    batching.write_text("max_batch_size { value: 8 }\n")
+    monitoring = tmp_path / "monitoring.config"
+    monitoring.write_text("prometheus_config { enable: true }\n")
+    models = [("m", tmp_path / "models" / "m")]
+    flags = [f"--batching_parameters_file={batching}", f"--monitoring_config_file={monitoring}"]
+    mounts, args = _container_spec(models, None, ["--enable_batching", *flags])
+    assert mounts == {str(tmp_path / "models" / "m"): "/models/m", str(tmp_path): str(tmp_path)}
+    assert args[-3:] == ["--enable_batching", *flags]
+
+
+def test_docker_mounts_the_config_files_folder_so_an_atomic_replace_is_seen(tmp_path: Path):
+    config = tmp_path / "configs" / "models.config"
+    models = [("a", tmp_path / "a"), ("b", tmp_path / "configs" / "b")]
+    mounts, args = _container_spec(models, config, [])
+    assert mounts == {str(p): str(p) for p in (tmp_path / "a", tmp_path / "configs")}
+    assert f"--model_config_file={config}" in args
+
+
+def test_docker_refuses_a_flag_naming_a_missing_file(tmp_path: Path):
+    with pytest.raises(serving.ServerStartError, match="no such file on this machine"):
+        _container_spec([("m", tmp_path)], None, [f"--ssl_config_file={tmp_path / 'nope'}"])
+
+
+def test_arm64_prefers_another_backend_unless_an_image_is_named(monkeypatch):
+    monkeypatch.setattr("platform.machine", lambda: "arm64")
+    monkeypatch.delenv("SCALELAB_SERVING_IMAGE", raising=False)
+    assert "no arm64 build" in docker_module.arm64_reason()
+    monkeypatch.setenv("SCALELAB_SERVING_IMAGE", "my/serving:arm64")
+    assert docker_module.arm64_reason() is None
 
 
 def test_server_reports_where_it_listens(server: serving.Server):
     assert server.rest_url.startswith("http://127.0.0.1:")
     assert server.grpc_target.startswith("127.0.0.1:")
+    if server.backend == "remote":  # the server's logs are where it runs
+        assert "Added ['corrupt', 'half_plus_two', 'halfcopy'," in server.logs()
+        return
     assert "Successfully loaded servable version {name: half_plus_two version: 1}" in server.logs()
     if server.backend == "local":
         assert "Running gRPC ModelServer at 127.0.0.1:" in server.logs()

@@ -1,4 +1,5 @@
-"""Start a TF Serving model server: the real image (docker), the binary, or our local stand-in.
+"""Start a TF Serving model server: one that runs already (remote), the image (docker), the
+binary, or our local stand-in.
 
     from scalelab import serving
     with serving.start("models/half_plus_two") as server:
@@ -14,41 +15,72 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .docker import docker_run_command
-from .server import Server, ServerStartError, free_port, resolve_models, wait_until_available
+from .docker import cleanup, docker_run_command
+from .server import (
+    Models,
+    Server,
+    ServerStartError,
+    free_port,
+    resolve_models,
+    wait_until_available,
+)
 
 __all__ = [
     "BACKENDS",
     "Server",
     "ServerStartError",
     "choose_backend",
+    "cleanup",
     "docker_run_command",
     "shared",
     "start",
 ]
 
-BACKENDS = ("docker", "binary", "local")
+BACKENDS = ("remote", "docker", "binary", "local")
 BACKEND_ENV = "SCALELAB_SERVING_BACKEND"
 _OWN_FLAGS = ("--port=", "--rest_api_port=", "--model_name=", "--model_base_path=")
 
 
-def choose_backend(backend: str | None = None) -> tuple[str, str]:
+def choose_backend(
+    backend: str | None = None, *, models: Models | None = None, extra_flags: Sequence[str] = ()
+) -> tuple[str, str]:
     """The backend to use and why: `backend`, else $SCALELAB_SERVING_BACKEND, else the first
-    available of docker (an engine answers), binary (on PATH), local."""
-    from . import binary, docker
+    that can serve `models` with `extra_flags`: remote (a running TF Serving named by the
+    environment), docker (an engine answers), binary (on PATH), local."""
+    from . import binary, docker, remote
 
     if backend is None and os.environ.get(BACKEND_ENV):
         backend, reason = os.environ[BACKEND_ENV], f"set by {BACKEND_ENV}"
     else:
         reason = "set by backend="
     if backend is None:
+        skipped = []
+        running = remote.Remote.from_env()
+        if running is not None:
+            up = remote.answers(running)
+            why_not = remote.refusal(running, models or [], extra_flags) if up else None
+            if up and why_not is None:
+                return "remote", f"{running} answered"
+            skipped.append(why_not or f"{running} did not answer")
         if docker.engine_available():
-            return "docker", "a Docker engine answered"
+            arm64 = docker.arm64_reason()
+            if arm64 is None:
+                return "docker", "; ".join([*skipped, "a Docker engine answered"])
+            skipped.append(arm64)
+        else:
+            skipped.append("no Docker engine answered")
         if binary.find_binary():
-            return "binary", f"{binary.BINARY} is on PATH and no Docker engine answered"
-        return "local", f"no Docker engine answered and {binary.BINARY} is not on PATH"
+            return "binary", "; ".join([*skipped, f"{binary.BINARY} is on PATH"])
+        return "local", "; ".join([*skipped, f"{binary.BINARY} is not on PATH"])
     if backend not in BACKENDS:
         raise ValueError(f"Unknown serving backend {backend!r} ({reason}): use one of {BACKENDS}.")
+    if backend == "remote":
+        running = remote.Remote.from_env()
+        if running is None or not remote.answers(running):
+            raise ServerStartError(
+                f"Backend remote was {reason}, but no running TF Serving answers: set "
+                f"{remote.REST_ENV} and {remote.GRPC_ENV} to its addresses and start it."
+            )
     if backend == "docker" and not docker.engine_available():
         raise ServerStartError(f"Backend docker was {reason}, but no Docker engine answers.")
     if backend == "binary" and not binary.find_binary():
@@ -73,18 +105,21 @@ def start(
     the folder's name) or those of a text-format `model_config_file`. `extra_flags` are more
     tensorflow_model_server flags. Raises ServerStartError (with the server's last log lines)
     when the server fails or `timeout` seconds pass; the server is stopped in that case.
+    With the remote backend, the models are added to a server that already runs.
     """
     models, config_file = resolve_models(model_base_path, model_name, model_config_file)
     for flag in extra_flags:
         if flag.startswith(_OWN_FLAGS) or flag.startswith("--model_config_file="):
             raise ValueError(f"{flag}: pass ports, model and config through start()'s arguments.")
-    name, reason = choose_backend(backend)
+    name, reason = choose_backend(backend, models=models, extra_flags=extra_flags)
     print(f"scalelab.serving: using the {name} backend ({reason}).")
     rest_port = rest_port or free_port()
     grpc_port = grpc_port or free_port()
     while grpc_port == rest_port:
         grpc_port = free_port()
-    if name == "docker":
+    if name == "remote":
+        from .remote import launch
+    elif name == "docker":
         from .docker import launch
     elif name == "binary":
         from .binary import launch

@@ -1,22 +1,76 @@
-"""The docker backend: the real `tensorflow/serving` image, run with the Docker SDK."""
+"""The docker backend: the `tensorflow/serving` image, run with the Docker SDK.
+
+Every container is named `scalelab-serving-<pid>-<n>` and labelled with its owner's pid and host,
+so leftovers of a process that died are removed at the next start. By hand, in Python:
+`scalelab.serving.cleanup()`; in a shell:
+`docker rm -f $(docker ps -aq --filter label=scalelab.owner)`.
+"""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
+import itertools
 import os
+import platform
 import shlex
+import socket
 import warnings
 import weakref
-from collections.abc import Sequence
-from importlib.metadata import version
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from .server import Models, Server, ServerStartError, resolve_models
 
-IMAGE = f"tensorflow/serving:{version('tensorflow-serving-api')}"  # same release as our protos
-CONFIG_IN_CONTAINER = "/models/models.config"
+IMAGE_ENV = "SCALELAB_SERVING_IMAGE"
+# The newest release with a published image (tensorflow-serving-api 2.21 has no 2.21 image yet).
+DEFAULT_IMAGE = "tensorflow/serving:2.20.0"
+OWNER_LABEL, HOST_LABEL = "scalelab.owner", "scalelab.host"
+# Flags whose value is a file the server reads: its folder is mounted at the same path inside.
+FILE_FLAGS = (
+    "model_config_file",
+    "batching_parameters_file",
+    "monitoring_config_file",
+    "ssl_config_file",
+    "platform_config_file",
+    "tensorflow_session_config_file",
+    "thread_pool_factory_config_file",
+)
+_names = itertools.count(1)
+_exit_hook: list[object] = []  # registered once per process
+
+
+def image() -> str:
+    """The image to run: $SCALELAB_SERVING_IMAGE, else the pinned tensorflow/serving release."""
+    return os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE
+
+
+def arm64_reason() -> str | None:
+    """Why the default image is a poor choice on this machine (no arm64 build), else None."""
+    if platform.machine().lower() in ("arm64", "aarch64") and not os.environ.get(IMAGE_ENV):
+        return (
+            f"{DEFAULT_IMAGE} has no arm64 build and would run under emulation; "
+            "set SCALELAB_SERVING_BACKEND=docker to use it anyway"
+        )
+    return None
+
+
+@contextlib.contextmanager
+def _client(timeout: int = 60) -> Iterator[Any]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # the SDK leaks a socket on failure
+        import docker
+
+        try:
+            client = docker.from_env(timeout=timeout)
+            try:
+                yield client
+            finally:
+                client.close()
+        finally:
+            gc.collect()
 
 
 def engine_available() -> bool:
@@ -24,33 +78,53 @@ def engine_available() -> bool:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)  # the SDK leaks a socket on failure
         try:
-            import docker
-
-            client = docker.from_env(timeout=3)
-            try:
+            with _client(timeout=3) as client:
                 return bool(client.ping())
-            finally:
-                client.close()
         except Exception:  # no socket, engine down, bad DOCKER_HOST: all mean "no engine"
             return False
         finally:
             gc.collect()
 
 
+def _mount_folders(paths: Sequence[Path]) -> list[str]:
+    """The folders to bind-mount so each path is visible; folders inside another are dropped."""
+    folders = sorted({str(p) for p in paths})
+    kept: list[str] = []
+    for folder in folders:
+        if not any(folder == k or folder.startswith(k.rstrip("/") + "/") for k in kept):
+            kept.append(folder)
+    return kept
+
+
 def _container_spec(
     models: Models, config_file: Path | None, extra_flags: Sequence[str]
-) -> tuple[dict[str, str], dict[str, str], list[str]]:
-    """Mounts (host -> container), environment and arguments for the image's entrypoint.
+) -> tuple[dict[str, str], list[str]]:
+    """Mounts (host folder -> container folder) and tensorflow_model_server's arguments.
 
-    One model is mounted at /models/<name> (the image's convention). With a config file, each
-    base path is mounted at the same path inside, so the file's absolute paths stay valid.
+    One model is mounted at /models/<name> (the image's convention). Files named in flags and
+    the base paths of a config file are mounted by folder at the same path inside, so their
+    absolute paths stay valid and an atomic replace of a file is seen inside.
     """
+    args, same_path = ["--port=8500", "--rest_api_port=8501"], []
+    mounts: dict[str, str] = {}
     if config_file is None:
         (name, base_path), *_ = models
-        return {str(base_path): f"/models/{name}"}, {"MODEL_NAME": name}, list(extra_flags)
-    mounts = {str(base): str(base) for _, base in models}
-    mounts[str(config_file)] = CONFIG_IN_CONTAINER
-    return mounts, {}, [f"--model_config_file={CONFIG_IN_CONTAINER}", *extra_flags]
+        mounts[str(base_path)] = f"/models/{name}"
+        args += [f"--model_name={name}", f"--model_base_path=/models/{name}"]
+    else:
+        same_path += [base for _, base in models] + [config_file.parent]
+        args.append(f"--model_config_file={config_file}")
+    for flag in extra_flags:
+        name, has_value, value = flag.removeprefix("--").partition("=")
+        if name in FILE_FLAGS and has_value and value:
+            path = Path(value).expanduser().resolve()
+            if not path.is_file():
+                raise ServerStartError(f"{flag}: no such file on this machine.")
+            same_path.append(path.parent)
+            flag = f"--{name}={path}"
+        args.append(flag)
+    mounts.update({folder: folder for folder in _mount_folders(same_path)})
+    return mounts, args
 
 
 def docker_run_command(
@@ -64,35 +138,97 @@ def docker_run_command(
 ) -> str:
     """The `docker run` command equivalent to start(..., backend="docker"), for display."""
     models, config_file = resolve_models(model_base_path, model_name, model_config_file, False)
-    mounts, env, args = _container_spec(models, config_file, extra_flags)
-    parts = ["docker", "run", "--rm", "-p", f"127.0.0.1:{grpc_port}:8500"]
-    parts += ["-p", f"127.0.0.1:{rest_port}:8501"]
+    mounts, args = _container_spec(models, config_file, extra_flags)
+    parts = ["docker", "run", "--rm", "--init", "--entrypoint", "tensorflow_model_server"]
+    parts += ["-p", f"127.0.0.1:{grpc_port}:8500", "-p", f"127.0.0.1:{rest_port}:8501"]
     for host, inside in mounts.items():
         parts += ["-v", f"{host}:{inside}:ro"]
-    for key, value in env.items():
-        parts += ["-e", f"{key}={value}"]
-    return shlex.join([*parts, IMAGE, *args])
+    return shlex.join([*parts, image(), *args])
 
 
-def _remove(container: Any) -> None:
+def _owned_by_dead_processes(container: Any) -> bool:
+    labels = container.labels
+    if labels.get(HOST_LABEL) != socket.gethostname() or not labels.get(OWNER_LABEL, "").isdigit():
+        return False
+    try:
+        os.kill(int(labels[OWNER_LABEL]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def cleanup(everything: bool = False) -> list[str]:
+    """Remove scalelab's serving containers whose owner process is gone (all of them with
+    `everything`); return their names."""
+    removed = []
+    with _client() as client:
+        for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
+            if everything or _owned_by_dead_processes(container):
+                _remove(container)
+                removed.append(container.name)
+    return removed
+
+
+def _remove_own_containers(pid: int) -> None:
+    """At exit: remove the containers this process started and did not stop."""
+    with contextlib.suppress(Exception), _client(timeout=10) as client:
+        label = f"{OWNER_LABEL}={pid}"
+        for container in client.containers.list(all=True, filters={"label": label}):
+            _remove(container)
+
+
+def _remove(container: Any, client: Any = None) -> None:
     with contextlib.suppress(Exception):  # already gone
         container.remove(force=True)
+    if client is not None:
+        client.close()
+
+
+def _pull(client: Any, name: str) -> None:
+    """Pull the image with a progress bar; ServerStartError when offline or the tag is missing."""
+    import docker
+    from tqdm.auto import tqdm
+
+    repository, _, tag = name.rpartition(":") if ":" in name.split("/")[-1] else (name, "", "")
+    print(f"scalelab.serving: pulling {name} (once; a few hundred MB)...")
+    layers: dict[str, tuple[int, int]] = {}
+    try:
+        with tqdm(total=0, unit="B", unit_scale=True, desc=name) as bar:
+            for event in client.api.pull(repository, tag or "latest", stream=True, decode=True):
+                if "error" in event:
+                    raise docker.errors.APIError(event["error"])
+                detail = event.get("progressDetail") or {}
+                if event.get("id") and detail.get("total"):
+                    layers[event["id"]] = (detail.get("current", 0), detail["total"])
+                    bar.total = sum(total for _, total in layers.values())
+                    bar.n = sum(current for current, _ in layers.values())
+                    bar.refresh()
+    except docker.errors.DockerException as error:
+        raise ServerStartError(
+            f"Could not pull {name}: {error}. If this machine is offline, pull it once when it "
+            f"is online (`docker pull {name}`); if the tag does not exist, set {IMAGE_ENV} to an "
+            "image you have; or use backend='local'."
+        ) from None
 
 
 class DockerServer(Server):
-    """A tensorflow/serving container; stop() removes it."""
+    """A tensorflow/serving container; stop() stops it gracefully and removes it."""
 
-    def __init__(self, container: Any, rest_port: int, grpc_port: int, names: list[str]) -> None:
+    def __init__(
+        self, client: Any, container: Any, rest_port: int, grpc_port: int, names: list[str]
+    ) -> None:
         super().__init__("docker", rest_port, grpc_port, names)
         self.container = container
         self._final_logs: str | None = None
-        self._finalizer = weakref.finalize(self, _remove, container)
+        self._finalizer = weakref.finalize(self, _remove, container, client)
 
     def stop(self) -> None:
-        """Stop and remove the container, keeping its logs."""
+        """SIGTERM the server (SIGKILL after 10 s), remove the container, keep its logs."""
         if self._final_logs is None:
             with contextlib.suppress(Exception):  # already stopped or removed
-                self.container.stop(timeout=5)
+                self.container.stop(timeout=10)
             self._final_logs = self.logs()
             self._finalizer()
 
@@ -102,12 +238,17 @@ class DockerServer(Server):
             return self._final_logs
         try:
             return self.container.logs().decode(errors="replace")
-        except Exception:  # removed
-            return ""
+        except Exception:
+            return f"(container {self.container.name} was removed: its logs are gone)"
 
     def exit_code(self) -> int | None:
-        """The container's exit code, or None while it runs."""
-        self.container.reload()
+        """The container's exit code, None while it runs, -1 when it was removed from outside."""
+        import docker
+
+        try:
+            self.container.reload()
+        except docker.errors.NotFound:
+            return -1
         if self.container.status in ("exited", "dead"):
             return int(self.container.attrs["State"]["ExitCode"])
         return None
@@ -120,27 +261,41 @@ def launch(
     grpc_port: int,
     extra_flags: Sequence[str] = (),
 ) -> DockerServer:
-    """Run the image detached, with its ports on 127.0.0.1 and the models mounted read-only."""
+    """Run the image detached: ports on 127.0.0.1, files mounted read-only, an init process."""
     import docker
 
+    mounts, args = _container_spec(models, config_file, extra_flags)
+    name = image()
     try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as error:
+        cleanup()
+        client = docker.from_env(timeout=60)
+    except docker.errors.DockerException as error:
         raise ServerStartError(f"No Docker engine answered ({error}): start Docker.") from None
-    mounts, env, args = _container_spec(models, config_file, extra_flags)
     try:
+        try:
+            client.images.get(name)
+        except docker.errors.ImageNotFound:
+            _pull(client, name)
         container = client.containers.run(
-            IMAGE,
+            name,
             args,
+            entrypoint=["tensorflow_model_server"],
+            init=True,  # forwards SIGTERM: the image's entrypoint script would ignore it
             detach=True,
-            environment=env,
+            name=f"scalelab-serving-{os.getpid()}-{next(_names)}",
+            labels={OWNER_LABEL: str(os.getpid()), HOST_LABEL: socket.gethostname()},
             ports={"8500/tcp": ("127.0.0.1", grpc_port), "8501/tcp": ("127.0.0.1", rest_port)},
             volumes={host: {"bind": inside, "mode": "ro"} for host, inside in mounts.items()},
         )
     except docker.errors.DockerException as error:
+        client.close()
         raise ServerStartError(
-            f"Docker could not run {IMAGE}: {error}. Try `docker pull {IMAGE}` (the image is "
-            "amd64 only), or use another backend."
+            f"Docker could not run {name}: {error}. Is the engine running (`docker info`)? "
+            "Or use another backend (backend='local')."
         ) from None
-    return DockerServer(container, rest_port, grpc_port, [name for name, _ in models])
+    except BaseException:
+        client.close()
+        raise
+    if not _exit_hook:
+        _exit_hook.append(atexit.register(_remove_own_containers, os.getpid()))
+    return DockerServer(client, container, rest_port, grpc_port, [m for m, _ in models])

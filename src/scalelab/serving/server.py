@@ -179,9 +179,8 @@ def resolve_models(
                 f"Cannot use model_config_file {config_file}: {error}. It must be a text-format "
                 "ModelServerConfig (model_config_list { config { name: ... base_path: ... } })."
             ) from None
+        # An empty list is allowed: models can be added later (HandleReloadConfigRequest).
         models = [(c.name, Path(c.base_path)) for c in config.model_config_list.config]
-        if not models:
-            raise ServerStartError(f"{config_file} lists no models in model_config_list.")
     elif model_base_path is not None:
         config_file = None
         base_path = Path(model_base_path).expanduser().resolve()
@@ -210,12 +209,15 @@ def resolve_models(
     return models, config_file
 
 
-def _states(rest_url: str, model: str) -> list[str]:
+def _states(rest_url: str, model: str) -> list[str] | None:
+    """The states of a model's versions; [] for an error answer, None when nothing answers."""
     try:
         with _OPENER.open(f"{rest_url}/v1/models/{quote(model, safe='')}", timeout=5) as answer:
             return [v["state"] for v in json.load(answer).get("model_version_status", [])]
-    except (OSError, ValueError):  # not listening yet, or an error answer
+    except urllib.error.HTTPError:
         return []
+    except (OSError, ValueError):  # not listening yet
+        return None
 
 
 def failure_message(server: Server, headline: str) -> str:
@@ -227,7 +229,8 @@ def failure_message(server: Server, headline: str) -> str:
 
 
 def wait_until_available(server: Server, timeout: float) -> None:
-    """Poll REST model status until every model has an AVAILABLE version."""
+    """Poll REST model status until every model has an AVAILABLE version (with no models:
+    until the REST API answers)."""
     deadline = time.monotonic() + timeout
     while True:
         code = server.exit_code()
@@ -235,7 +238,11 @@ def wait_until_available(server: Server, timeout: float) -> None:
             raise ServerStartError(
                 failure_message(server, f"The {server.backend} model server exited (code {code}).")
             )
-        if all("AVAILABLE" in _states(server.rest_url, name) for name in server.model_names):
+        names = server.model_names or ("scalelab-no-model",)
+        states = [_states(server.rest_url, name) for name in names]
+        if all("AVAILABLE" in (s or []) for s in states) or (
+            not server.model_names and states[0] is not None
+        ):
             return
         if time.monotonic() > deadline:
             raise ServerStartError(

@@ -35,6 +35,8 @@ FLAGS: dict[str, tuple[type, Any]] = {
     "enable_batching": (bool, False),
     "batching_parameters_file": (str, ""),
     "allow_version_labels_for_unavailable_models": (bool, False),
+    "max_num_load_retries": (int, 5),
+    "load_retry_interval_micros": (int, 60_000_000),
     "version": (bool, False),
     "scalelab_host": (str, "127.0.0.1"),  # ours: the address to bind (TF Serving binds all)
 }
@@ -46,8 +48,6 @@ UNSUPPORTED = frozenset(
         "enable_per_model_batching_parameters",
         "num_load_threads",
         "num_unload_threads",
-        "max_num_load_retries",
-        "load_retry_interval_micros",
         "flush_filesystem_caches",
         "tensorflow_session_parallelism",
         "tensorflow_intra_op_parallelism",
@@ -209,6 +209,8 @@ def _start(
                 "allow_version_labels_for_unavailable_models"
             ],
             batching=batching,
+            max_num_load_retries=flags["max_num_load_retries"],
+            load_retry_interval_micros=flags["load_retry_interval_micros"],
         )
     )
     cleanup.append(manager.stop)

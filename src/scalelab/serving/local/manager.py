@@ -34,6 +34,8 @@ class ManagerOptions:
     file_system_poll_wait_seconds: int = 1
     allow_version_labels_for_unavailable_models: bool = False
     batching: BatchingParameters | None = None
+    max_num_load_retries: int = 5
+    load_retry_interval_micros: int = 60_000_000
 
 
 @dataclass
@@ -296,19 +298,28 @@ class ModelManager:
             self._unload(model, version)
 
     def _load(self, model: _Model, version: int, path: Path) -> None:
+        """Load one version, retrying like TF Serving (inline: other loads wait meanwhile)."""
         name = model.config.name
         log.info(f"Approving load for servable version {servable_id(name, version)}")
         model.states[version] = (State.LOADING, None)
-        log.info(f"Loading servable version {servable_id(name, version)}")
-        log.info(f"Reading SavedModel from: {path}")
-        try:
-            servable = Servable(name, version, path, self.options.batching)
-        except Exception as error:  # any load failure is reported in the model's status
-            status = _load_error(error)
-            model.states[version] = (State.END, status)
-            model.failed[version] = model.seen.pop(version)[0]
-            log.error(f"Loading servable: {servable_id(name, version)} failed: {status}")
-            return
+        retries = max(self.options.max_num_load_retries, 0)
+        for attempt in range(retries + 1):
+            if attempt:
+                log.info(f"Retrying load on servable version {servable_id(name, version)}")
+            log.info(f"Loading servable version {servable_id(name, version)}")
+            log.info(f"Reading SavedModel from: {path}")
+            try:
+                servable = Servable(name, version, path, self.options.batching)
+                break
+            except Exception as error:  # any load failure is reported in the model's status
+                status = _load_error(error)
+                log.error(f"Loading servable: {servable_id(name, version)} failed: {status}")
+                if attempt == retries or self._stop.wait(
+                    self.options.load_retry_interval_micros / 1e6
+                ):
+                    model.states[version] = (State.END, status)
+                    model.failed[version] = model.seen.pop(version)[0]
+                    return
         model.servables = {**model.servables, version: servable}
         model.states[version] = (State.AVAILABLE, None)
         log.info(f"Successfully loaded servable version {servable_id(name, version)}")

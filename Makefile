@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install lab test lint bench release autograde feedback grades clean
+.PHONY: install lab test lint bench release autograde feedback grades clean test-docker
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else f"scalelab needs Python 3.11, but $(PYTHON) is {sys.version.split()[0]}: install 3.11 or run `make PYTHON=python3.11 ...`")'
@@ -21,10 +21,14 @@ install: $(VENV)/.installed  ## create .venv with the pinned course environment
 lab: install  ## open the student notebooks in JupyterLab (Validate button included)
 	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
-lint: install  ## ruff over the library, tests and notebooks; hadolint over the Dockerfile
+lint: install  ## ruff over the library, tests and notebooks; hadolint; docker compose config
 	$(BIN)/ruff check src tests solutions notebooks grader nbgrader_config.py
 	$(BIN)/ruff format --check src tests solutions notebooks grader nbgrader_config.py
 	$(BIN)/hadolint Dockerfile
+	@command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || \
+		{ [ "$$(id -u)" = 0 ] && apt-get install -y -qq docker-compose >/dev/null; } || \
+		{ echo "install docker compose (Debian: apt-get install docker-compose) to check docker-compose.yml"; exit 1; }
+	if docker compose version >/dev/null 2>&1; then docker compose config -q; else docker-compose config -q; fi
 
 test: lint  ## every test: library, conformance, notebooks in fast mode, grading round trips
 	$(BIN)/python -m pytest -n 2
@@ -46,3 +50,7 @@ grades: install  ## grader/grades.csv from the gradebook
 
 clean:  ## remove executed notebooks and caches (keeps .venv)
 	rm -rf build .pytest_cache .ruff_cache
+
+# The Docker paths for real on a private engine (needs root; tests/docker/run.sh says what runs).
+test-docker: install  ## serving suite + Chapter 2 through a real Docker engine (not in `make test`)
+	tests/docker/run.sh

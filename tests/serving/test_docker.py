@@ -4,6 +4,7 @@ swept when their owner dies, and their failures are clear (`make test-docker` ru
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,17 +63,15 @@ def test_container_removed_from_outside_is_a_clear_start_error(models: Models):
 def test_containers_of_a_process_that_died_are_swept_at_the_next_start(models: Models):
     child = (
         "import os; from scalelab import serving; "
-        f"serving.start({str(models.base('half_plus_two'))!r}, backend='docker'); os._exit(0)"
+        f"s = serving.start({str(models.base('half_plus_two'))!r}, backend='docker'); "
+        "print(os.getpid(), flush=True); os._exit(0)"
     )
     done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    orphans = [
-        c for c in own_containers() if c.labels[docker_backend.OWNER_LABEL] != str(os.getpid())
-    ]
-    assert orphans, "the child's container should outlive it"
+    child_pid = int(done.stdout.split()[-1])
+    assert own_containers(child_pid), "the child's container should outlive it"
     with serving.start(models.base("half_plus_two"), backend="docker"):
-        left = {c.id for c in own_containers()}
-        assert not left & {c.id for c in orphans}
+        assert own_containers(child_pid) == []
 
 
 def test_missing_image_says_how_to_get_it(models: Models, monkeypatch):
@@ -85,13 +84,15 @@ def test_missing_image_says_how_to_get_it(models: Models, monkeypatch):
 def test_config_file_replaced_atomically_is_reloaded_inside_the_container(
     models: Models, tmp_path: Path
 ):
+    for name in ("half_plus_two", "keras"):  # under the config file's folder, which is mounted
+        shutil.copytree(models.base(name), tmp_path / name)
     config = tmp_path / "models.config"
     entry = 'config {{ name: "{0}" base_path: "{1}" model_platform: "tensorflow" }}'
-    one = entry.format("half_plus_two", models.base("half_plus_two"))
+    one = entry.format("half_plus_two", tmp_path / "half_plus_two")
     config.write_text(f"model_config_list {{ {one} }}\n")
     flags = ["--model_config_file_poll_wait_seconds=1"]
     with serving.start(model_config_file=config, backend="docker", extra_flags=flags) as server:
-        two = entry.format("keras", models.base("keras"))
+        two = entry.format("keras", tmp_path / "keras")
         replacement = tmp_path / ".models.config.new"
         replacement.write_text(f"model_config_list {{ {one} {two} }}\n")
         replacement.rename(config)  # a new inode: a single-file bind mount would never see it
@@ -100,7 +101,7 @@ def test_config_file_replaced_atomically_is_reloaded_inside_the_container(
             answer = requests.get(f"{server.rest_url}/v1/models/keras", timeout=5)
             return answer.ok and answer.json()["model_version_status"][0]["state"] == "AVAILABLE"
 
-        wait_for(keras_available, "the model added by the replaced config file")
+        wait_for(keras_available, "the model added by the replaced config file", seconds=60)
 
 
 def _ports() -> tuple[int, int]:

@@ -87,7 +87,7 @@ def test_base_path_outside_the_shared_folder_is_refused(shared: Path, models: Mo
 def test_models_of_a_process_that_died_are_taken_off_at_the_next_start(shared: Path):
     child = (
         "import os; from scalelab import serving; "
-        f"serving.start({str(shared / 'hpt')!r}, 'orphan', backend='remote'); os._exit(0)"
+        f"s = serving.start({str(shared / 'hpt')!r}, 'orphan', backend='remote'); os._exit(0)"
     )
     done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

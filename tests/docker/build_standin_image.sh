@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Builds scalelab/serving-standin:test, an image with tensorflow/serving's interface (same
+# entrypoint script, env, ports, flags) whose "tensorflow_model_server" is our local stand-in,
+# `python -m scalelab.serving`. Nothing is pulled: the root filesystem is streamed with tar
+# from this machine into `docker import`. It holds bash and a few basic commands, the Python
+# the venv was made from, the venv and src/ (at the same absolute paths: venvs do not move),
+# and the system libraries all of those link to.
+#
+#   tests/docker/build_standin_image.sh          build, unless the image is up to date
+#   tests/docker/build_standin_image.sh --force  build anyway
+#
+# Talks to the Docker engine in DOCKER_HOST (see tests/docker/engine.sh env).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+TAG=${SCALELAB_SERVING_IMAGE:-scalelab/serving-standin:test}
+VENV=$REPO/.venv
+PYTHON=$VENV/bin/python
+[[ -x $PYTHON ]] || { echo "no $PYTHON: run \`make install\` first" >&2; exit 1; }
+read -r PREFIX SITE < <("$PYTHON" -c 'import sys, sysconfig
+print(sys.base_prefix, sysconfig.get_path("purelib"))')
+STDLIB=$PREFIX/lib/python3.11
+
+# What the image is made of, as a hash: rebuild when the environment, src/ or this script
+# changes. The installed packages are known by their dist-info folder names (name-version).
+fingerprint() {
+    {
+        cat "$REPO/requirements.txt" "$REPO/pyproject.toml" "$0"
+        echo "$PREFIX"
+        ls -d "$SITE"/*.dist-info
+        (cd "$REPO" && find src -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum)
+    } | sha256sum | cut -c1-16
+}
+HASH=$(fingerprint)
+OLD_HASH=$(docker image inspect -f '{{index .Config.Labels "scalelab.standin.hash"}}' "$TAG" \
+    2>/dev/null || true)
+if [[ ${1:-} != --force && $OLD_HASH == "$HASH" ]]; then
+    echo "$TAG is up to date (hash $HASH)"
+    exit 0
+fi
+
+# Small files of our own: the entrypoints, users, and empty /tmp and /models.
+STAGE=$(mktemp -d)
+trap 'rm -rf "$STAGE"' EXIT
+chmod 755 "$STAGE"
+mkdir -p "$STAGE/usr/bin" "$STAGE/etc" "$STAGE/models" "$STAGE/tmp"
+chmod 1777 "$STAGE/tmp"
+# Byte for byte what tensorflow/serving's Dockerfile writes (its `echo` turns \n into newlines).
+# There is no `exec`: bash stays PID 1 and ignores SIGTERM, as in the real image.
+# shellcheck disable=SC2016 # the ${...} are for the container's bash
+printf '%s\n' '#!/bin/bash ' '' \
+    'tensorflow_model_server --port=8500 --rest_api_port=8501 --model_name=${MODEL_NAME} --model_base_path=${MODEL_BASE_PATH}/${MODEL_NAME} "$@"' \
+    >"$STAGE/usr/bin/tf_serving_entrypoint.sh"
+cat >"$STAGE/usr/bin/tensorflow_model_server" <<EOF
+#!/bin/sh
+# scalelab stand-in for TF Serving's server: the same flags, bound to all interfaces like it.
+export TF_CPP_MIN_LOG_LEVEL=\${TF_CPP_MIN_LOG_LEVEL:-2} GRPC_VERBOSITY=\${GRPC_VERBOSITY:-ERROR}
+export PYTHONUNBUFFERED=1
+exec $PYTHON -m scalelab.serving "\$@" --scalelab_host=0.0.0.0
+EOF
+chmod 755 "$STAGE/usr/bin/"*
+printf '%s\n' 'root:x:0:0:root:/root:/bin/bash' 'nobody:x:65534:65534:nobody:/nonexistent:/bin/sh' \
+    >"$STAGE/etc/passwd"
+printf '%s\n' 'root:x:0:' 'nogroup:x:65534:' >"$STAGE/etc/group"
+printf '%s\n' 'passwd: files' 'group: files' 'hosts: files dns' >"$STAGE/etc/nsswitch.conf"
+
+# Prints a file, and each link on the way to it, with real (symlink-free) folder names.
+with_links() {
+    local f=$1 target
+    while :; do
+        f=$(readlink -f "$(dirname "$f")")/$(basename "$f")
+        echo "$f"
+        [[ -L $f ]] || return 0
+        target=$(readlink "$f")
+        [[ $target == /* ]] || target=$(dirname "$f")/$target
+        f=$target
+    done
+}
+
+# The system libraries: everything ldd finds for the commands, Python and every .so we ship.
+COMMANDS=(/usr/bin/bash /usr/bin/dash /usr/bin/sh /usr/bin/env /usr/bin/cat /usr/bin/ls
+    /usr/bin/sleep)
+mapfile -t FILES < <(
+    {
+        for f in "${COMMANDS[@]}"; do with_links "$f"; done
+        {
+            printf '%s\n' "${COMMANDS[@]}" "$PREFIX/bin/python3.11"
+            find "$PREFIX/lib" "$VENV" -path "$STDLIB/site-packages" -prune -o \
+                -name '*.so*' ! -name '_tkinter*' -type f -print
+        } | xargs ldd 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3}
+            $1 ~ /^\// && $1 !~ /:$/ {print $1}' |
+            grep -v -e "^$PREFIX/" -e "^$VENV/" | sort -u |
+            while read -r lib; do with_links "$lib"; done
+    } | sort -u | cut -c2- # tar wants names relative to /
+)
+
+# Stream the tree into `docker import`; no tarball is written. /bin, /lib... are the
+# merged-/usr links. Left out: the Python test suite and site-packages (the venv has its
+# own), tkinter, the static libpython, TensorFlow's C++ headers, VCS and tool caches.
+started=$(date +%s)
+tar --create --file=- --numeric-owner --owner=0 --group=0 \
+    --exclude="${STDLIB#/}/"{site-packages,test,idlelib,tkinter,turtledemo,ensurepip} \
+    --exclude="${STDLIB#/}/"{config-3.11-x86_64-linux-gnu,lib-dynload/_tkinter*} \
+    --exclude="${SITE#/}/tensorflow/include" \
+    --exclude=.git --exclude='*.egg-info' --exclude=.pytest_cache --exclude=.ruff_cache \
+    -C "$STAGE" . \
+    -C / bin sbin lib lib64 "${PREFIX#/}" "${VENV#/}" "${REPO#/}/src" "${FILES[@]}" |
+    docker import \
+        --change 'ENTRYPOINT ["/usr/bin/tf_serving_entrypoint.sh"]' \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'ENV MODEL_BASE_PATH=/models' --change 'ENV MODEL_NAME=model' \
+        --change 'ENV PYTHONDONTWRITEBYTECODE=1' \
+        --change 'EXPOSE 8500 8501' \
+        --change "LABEL scalelab.standin.hash=$HASH" \
+        --message "scalelab TF Serving stand-in from $VENV" - "$TAG" >/dev/null
+# Earlier builds, now untagged, would keep 2-3 GB each.
+docker image prune --force --filter label=scalelab.standin.hash >/dev/null
+echo "built $TAG (hash $HASH, $(docker image inspect -f '{{.Size}}' "$TAG" |
+    awk '{printf "%.2f GB", $1 / 1e9}')) in $(($(date +%s) - started))s"

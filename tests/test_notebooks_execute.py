@@ -26,6 +26,9 @@ def check_01_savedmodel(results: dict, workdir: Path) -> None:
 
 
 def check_02_tf_serving(results: dict, workdir: Path) -> None:
+    naive = results["naive_copy"]  # the trap, as TF Serving springs it: loaded without variables
+    assert naive["states"] == {"2": "AVAILABLE", "1": "END"}, naive
+    assert naive["failed"] > 0 and "variable" in naive["error"].lower(), naive
     swap = results["hot_swap"]
     assert swap["failed"] == 0 and swap["requests"] > 50, swap
     assert 0 < results["canary_share"] < 0.3

@@ -1,12 +1,15 @@
-"""SavedModel plumbing for the notebooks: list its files, run saved_model_cli, number versions."""
+"""SavedModel plumbing for the notebooks: list its files, run saved_model_cli, number versions,
+copy one in the naive way."""
 
 from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,28 @@ def version_path(base_path: str | Path, version: int) -> Path:
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"A model version is a positive integer (1, 2, ...), not {version!r}.")
     return Path(base_path) / f"{version:04d}"
+
+
+def copy_variables_last(export_dir: str | Path, target: str | Path, pause: float = 3.0) -> None:
+    """Copy a SavedModel the naive way, as a slow copy would: everything but `variables/` first,
+    the variables `pause` seconds later (the half-copied version TF Serving can load).
+
+    The folder appears with its graph already in it (it is renamed into place), so the demo never
+    catches it empty; a real `cp -r` can, and TF Serving then retries that load for minutes.
+    """
+    source, target = Path(export_dir), Path(target)
+    if target.exists():
+        raise FileExistsError(f"{target} exists: remove it, or copy to another version.")
+    partial = target.parent / f".partial-{target.name}"
+    shutil.rmtree(partial, ignore_errors=True)
+
+    def top_variables(folder: str, names: list[str]) -> list[str]:
+        return ["variables"] if Path(folder) == source else []
+
+    shutil.copytree(source, partial, ignore=top_variables)
+    partial.rename(target)
+    time.sleep(pause)
+    shutil.copytree(source / "variables", target / "variables")
 
 
 def export_classifier(model: Any, export_dir: str | Path, class_names: Sequence[str]) -> Path:

@@ -112,10 +112,47 @@ def _build_models(root: Path, staging: Path) -> None:
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
         model.export(str(root / "keras" / "1"), verbose=False)
+    _save_keras_in_module(tf, keras, staging / "keras_in_module")
+    _save_tf1_style(tf, staging / "tf1")
     corrupt = staging / "corrupt"
     (corrupt / "variables").mkdir(parents=True)
     (corrupt / "saved_model.pb").write_bytes(b"this is not a SavedModel")
     (corrupt / "variables" / "variables.index").write_bytes(b"garbage")
+
+
+def _save_keras_in_module(tf: Any, keras: Any, path: Path) -> None:
+    """Chapter 1's trap: a Keras 3 model inside a tf.Module, saved with tf.saved_model.save.
+    tf.saved_model.load serves it; TF Serving's loader cannot find its variables."""
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+
+    class Wrapper(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32)])
+        def serve(self, x: Any) -> dict:
+            return {"scores": self.model(x)}
+
+    wrapper = Wrapper()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tf.saved_model.save(wrapper, str(path / "1"), signatures={"serving_default": wrapper.serve})
+
+
+def _save_tf1_style(tf: Any, path: Path) -> None:
+    """A TF1 SavedModel (graph, Session, SavedModelBuilder): y = 0.5 x + 2."""
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 1], name="x")
+        weight = tf.compat.v1.get_variable("weight", initializer=0.5)
+        y = tf.identity(x * weight + 2.0, name="y")
+        session.run(tf.compat.v1.global_variables_initializer())
+        builder = tf.compat.v1.saved_model.Builder(str(path / "1"))
+        signature = tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"y": y})
+        builder.add_meta_graph_and_variables(
+            session, ["serve"], signature_def_map={"serving_default": signature}
+        )
+        builder.save()
 
 
 def _config_text(root: Path) -> str:

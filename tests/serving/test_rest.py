@@ -282,8 +282,17 @@ def test_ragged_instances_are_400(http, server):
     assert message.startswith("Failed to process element: 1 of 'instances' list.")
 
 
-def test_wrong_shape_is_400(http, server):
-    error_of(post(http, server, PREDICT, {"instances": [[1.0, 2.0, 3.0]]}), 400)
+def test_shape_the_graph_rejects_is_400_with_the_ops_message(http, server):
+    body = {"instances": [[1.0, 2.0, 3.0]]}  # the Dense layer's kernel wants 4 features
+    message = error_of(post(http, server, "/v1/models/keras:predict", body), 400)
+    assert "Matrix size-incompatible" in message
+
+
+def test_shape_the_graph_accepts_is_answered_although_the_signature_says_otherwise(http, server):
+    """TF Serving feeds the tensor and lets the graph decide: 0.5 x + 2 broadcasts [1,3]."""
+    answer = post(http, server, PREDICT, {"instances": [[1.0, 2.0, 3.0]]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"predictions": [[2.5, 3.0, 3.5]]}
 
 
 def test_unknown_signature_is_400(http, server):

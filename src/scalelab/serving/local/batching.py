@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import re
 import threading
@@ -28,7 +29,7 @@ class BatchingParameters:
     max_batch_size: int = 1000
     batch_timeout_micros: int = 0
     max_enqueued_batches: int = 10
-    num_batch_threads: int = 4
+    num_batch_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
 
 
 def parse_batching_parameters(text: str) -> BatchingParameters:

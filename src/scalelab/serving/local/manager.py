@@ -22,7 +22,6 @@ from .status import ServingError, invalid
 log = logging.getLogger("scalelab.serving")
 
 State = get_model_status_pb2.ModelVersionStatus.State
-SETTLE_SECONDS = 0.2  # a new version directory must stay unchanged this long before it is loaded
 STARTUP_POLL_SECONDS = 0.1
 _STATUS_CODES = {code.value[0]: code for code in StatusCode}
 
@@ -43,8 +42,7 @@ class _Model:
     config: model_server_config_pb2.ModelConfig
     servables: dict[int, Servable] = field(default_factory=dict)  # AVAILABLE; replaced, not edited
     states: dict[int, tuple[int, ServingError | None]] = field(default_factory=dict)
-    seen: dict[int, tuple[tuple, float]] = field(default_factory=dict)  # fingerprint, since when
-    failed: dict[int, tuple] = field(default_factory=dict)  # fingerprint that failed to load
+    failed: set[int] = field(default_factory=set)  # not loaded again until they leave and return
     problem: str = ""
 
 
@@ -53,24 +51,8 @@ def servable_id(name: str, version: int) -> str:
     return f"{{name: {name} version: {version}}}"
 
 
-def _fingerprint(path: Path) -> tuple | None:
-    """Every file's (path, size, mtime); None until saved_model.pb and variables.index exist."""
-    has_graph = (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()
-    if not has_graph or not (path / "variables" / "variables.index").is_file():
-        return None
-    entries = []
-    try:
-        for root, _, files in os.walk(path):
-            for name in files:
-                stat = os.stat(os.path.join(root, name))
-                entries.append((os.path.join(root, name), stat.st_size, stat.st_mtime_ns))
-    except OSError:
-        return None
-    return tuple(sorted(entries))
-
-
 def _aspired(ready: dict[int, Path], config: model_server_config_pb2.ModelConfig) -> set[int]:
-    """The versions the model's version policy wants served, among the ready ones."""
+    """The versions the model's version policy wants served, among those on disk."""
     policy = config.model_version_policy
     choice = policy.WhichOneof("policy_choice")
     if choice == "all":
@@ -243,7 +225,9 @@ class ModelManager:
             log.warning(problem)
         model.problem = problem
 
-    def _ready_versions(self, model: _Model) -> dict[int, Path]:
+    def _versions_on_disk(self, model: _Model) -> dict[int, Path] | None:
+        """Every numbered entry of the base path, whatever it holds (as TF Serving's source
+        proposes them); None when the base path cannot be read, which changes nothing."""
         name, base = model.config.name, Path(model.config.base_path)
         try:
             children = list(os.scandir(base))
@@ -254,51 +238,40 @@ class ModelManager:
                 f"find base path {base} for servable {name} with error NOT_FOUND: "
                 f"{error.strerror}",
             )
-            return {}
-        on_disk = {
-            int(entry.name): Path(entry.path)
-            for entry in children
-            if entry.name.isdigit() and entry.is_dir()
-        }
-        if not on_disk:
-            self._report(
-                model,
-                f"No versions of servable {name} found under base path {base}. Did you forget "
-                "to name your leaf directory as a number (eg. '/1/')?",
-            )
-            return {}
-        self._report(model, "")
-        now, ready = time.monotonic(), {}
-        for version, path in on_disk.items():
-            if version in model.servables:
-                ready[version] = path
-                continue
-            fingerprint = _fingerprint(path)
-            if fingerprint is None or model.failed.get(version) == fingerprint:
-                model.seen.pop(version, None)
-                continue
-            since = model.seen.get(version)
-            if since is None or since[0] != fingerprint:
-                model.seen[version] = (fingerprint, now)
-            elif now - since[1] >= SETTLE_SECONDS:
-                ready[version] = path
-        for version in set(model.seen) - set(on_disk):
-            del model.seen[version]
-        return ready
+            return None
+        on_disk = {int(e.name): Path(e.path) for e in children if e.name.isdigit()}
+        self._report(
+            model,
+            ""
+            if on_disk
+            else f"No versions of servable {name} found under base path {base}. Did you forget "
+            "to name your leaf directory as a number (eg. '/1/')?",
+        )
+        return on_disk
 
     def _poll_model(self, model: _Model) -> None:
-        ready = self._ready_versions(model)
-        aspired = _aspired(ready, model.config)
-        for version in sorted(aspired - set(model.servables)):
-            self._load(model, version, ready[version])
-        dropped = set(model.servables) - aspired
-        if dropped and not aspired & set(model.servables):
-            dropped.discard(max(dropped))  # never unload the last version still serving
-        for version in sorted(dropped):
-            self._unload(model, version)
+        """Load and unload until the model matches its aspired versions, one action at a time,
+        in the order of TF Serving's availability-preserving policy."""
+        on_disk = self._versions_on_disk(model)
+        if on_disk is None:
+            return
+        aspired = _aspired(on_disk, model.config)
+        model.failed &= aspired  # a failed version that left may be loaded when it returns
+        while not self._stop.is_set():
+            unaspired = sorted(v for v in model.servables if v not in aspired)
+            aspired_serving = any(v in model.servables for v in aspired)
+            if unaspired and (not aspired or aspired_serving or len(unaspired) > 1):
+                self._unload(model, unaspired[0])  # the lowest first
+                continue
+            new = sorted(aspired - set(model.servables) - model.failed)
+            if not new:
+                return
+            if not self._load(model, new[-1], on_disk[new[-1]]):  # the highest first
+                model.failed.add(new[-1])
 
-    def _load(self, model: _Model, version: int, path: Path) -> None:
-        """Load one version, retrying like TF Serving (inline: other loads wait meanwhile)."""
+    def _load(self, model: _Model, version: int, path: Path) -> bool:
+        """Load one version, retrying like TF Serving (inline: other loads wait meanwhile);
+        False when it failed (state END with the error)."""
         name = model.config.name
         log.info(f"Approving load for servable version {servable_id(name, version)}")
         model.states[version] = (State.LOADING, None)
@@ -318,11 +291,11 @@ class ModelManager:
                     self.options.load_retry_interval_micros / 1e6
                 ):
                     model.states[version] = (State.END, status)
-                    model.failed[version] = model.seen.pop(version)[0]
-                    return
+                    return False
         model.servables = {**model.servables, version: servable}
         model.states[version] = (State.AVAILABLE, None)
         log.info(f"Successfully loaded servable version {servable_id(name, version)}")
+        return True
 
     def _unload(self, model: _Model, version: int) -> None:
         name = model.config.name

@@ -1,7 +1,15 @@
-"""One loaded SavedModel version: its SignatureDefs and a thread-safe predict()."""
+"""One loaded SavedModel version, loaded and run the way TF Serving's C++ core does it.
+
+The MetaGraph is imported into a Session, the variables are restored by the graph's restore op
+(skipped, as in TF Serving, when `variables/variables.index` is missing), the init ops run, and a
+signature runs by feeding and fetching its tensor names. So a SavedModel TF Serving cannot serve
+(variables the graph cannot find, missing variables) fails here the same way, and the graph, not
+a check of ours, decides which input shapes it accepts.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -10,11 +18,14 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 from grpc import StatusCode
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2
+from tensorflow.python.saved_model import loader_impl
 
 from .batching import Batcher, BatchingParameters, Tensors
 from .status import ServingError, invalid
-from .tensors import array_dtype, dtype_name, shape_string
+from .tensors import array_dtype, dtype_name
+
+log = logging.getLogger("scalelab.serving")
 
 SERVE_TAG = "serve"
 DEFAULT_SIGNATURE = "serving_default"
@@ -23,13 +34,20 @@ DEFAULT_SIGNATURE = "serving_default"
 def read_meta_graph(path: Path) -> meta_graph_pb2.MetaGraphDef:
     """The MetaGraphDef tagged 'serve' in a SavedModel directory."""
     saved_model = saved_model_pb2.SavedModel()
-    binary = path / "saved_model.pb"
-    if binary.exists():
+    binary, text = path / "saved_model.pb", path / "saved_model.pbtxt"
+    if binary.is_file():
         saved_model.ParseFromString(binary.read_bytes())
-    else:
+    elif text.is_file():
         from google.protobuf import text_format
 
-        text_format.Parse((path / "saved_model.pbtxt").read_text(), saved_model)
+        text_format.Parse(text.read_text(), saved_model)
+    else:
+        raise ServingError(
+            StatusCode.NOT_FOUND,
+            "Could not find SavedModel .pb or .pbtxt at supplied export directory path: "
+            f"{path}. Check that the directory exists and that you have the right permissions "
+            "for accessing it.",
+        )
     for meta_graph in saved_model.meta_graphs:
         if SERVE_TAG in meta_graph.meta_info_def.tags:
             return meta_graph
@@ -41,7 +59,7 @@ def read_meta_graph(path: Path) -> meta_graph_pb2.MetaGraphDef:
 
 
 class Servable:
-    """A model version loaded with tf.saved_model.load; calls its signature functions."""
+    """A model version in its own Graph and Session; signatures run by tensor name."""
 
     def __init__(
         self, name: str, version: int, path: Path, batching: BatchingParameters | None = None
@@ -49,12 +67,36 @@ class Servable:
         self.name = name
         self.version = version
         self.path = path
-        self.signature_defs = dict(read_meta_graph(path).signature_def)
-        self._model = tf.saved_model.load(str(path), tags=[SERVE_TAG])
-        self._functions = dict(self._model.signatures)
+        meta_graph = read_meta_graph(path)
+        self.signature_defs = dict(meta_graph.signature_def)
+        self._graph = tf.Graph()
+        self._session = tf.compat.v1.Session(graph=self._graph)
+        try:
+            self._restore(meta_graph)
+        except BaseException:
+            self._session.close()
+            raise
+        self._callables: dict[tuple, Callable] = {}
         self._batching = batching
         self._batchers: dict[str, Batcher] = {}
         self._lock = threading.Lock()
+
+    def _restore(self, meta_graph: meta_graph_pb2.MetaGraphDef) -> None:
+        """Import the graph, restore the variables, run the init ops (TF's LoadSavedModel)."""
+        variables = self.path / "variables" / "variables"
+        with self._graph.as_default():
+            tf.compat.v1.train.import_meta_graph(meta_graph)
+            saver = meta_graph.saver_def
+            if not (self.path / "variables" / "variables.index").is_file():
+                log.info(
+                    "The specified SavedModel has no variables; no checkpoints were restored. "
+                    f"File does not exist: {variables}.index"
+                )
+            elif saver.restore_op_name:
+                self._session.run(
+                    saver.restore_op_name, {saver.filename_tensor_name: str(variables)}
+                )
+            loader_impl.SavedModelLoader(str(self.path)).run_init_ops(self._session, [SERVE_TAG])
 
     def input_dtypes(self, signature: str) -> dict[str, int]:
         """Input alias -> DataType enum of a signature (sorted by alias, like TF's std::map)."""
@@ -73,8 +115,7 @@ class Servable:
         `convert` turns each input (e.g. a TensorProto) into an array once the signature is known.
         """
         signature = signature or DEFAULT_SIGNATURE
-        function = self._functions.get(signature)
-        if function is None or signature not in self.signature_defs:
+        if signature not in self.signature_defs:
             raise ServingError(
                 StatusCode.FAILED_PRECONDITION, f'Serving signature key "{signature}" not found.'
             )
@@ -88,7 +129,6 @@ class Servable:
                 f"Sent extra: {{{','.join(sorted(set(sent) - set(expected)))}}}. "
                 f"Missing but required: {{{','.join(sorted(set(expected) - set(sent)))}}}."
             )
-        specs = function.structured_input_signature[1]
         arrays: Tensors = {}
         for index, alias in enumerate(expected):
             info = signature_def.inputs[alias]
@@ -104,12 +144,6 @@ class Servable:
                 raise invalid(
                     f"Expects arg[{index}] to be {dtype_name(info.dtype)} but "
                     f"{dtype_name(array_dtype(arr))} is provided"
-                )
-            if not specs[alias].shape.is_compatible_with(arr.shape):
-                wanted = [-1 if d is None else d for d in specs[alias].shape.as_list()]
-                raise invalid(
-                    f"Input {alias} has shape {shape_string(arr.shape)}, which does not match "
-                    f"the signature's shape {shape_string(wanted)}"
                 )
         seen: set[str] = set()
         for alias in output_filter:
@@ -128,17 +162,30 @@ class Servable:
         return {k: v for k, v in outputs.items() if not seen or k in seen}
 
     def close(self) -> None:
-        """Stop the batch threads (queued requests are finished first)."""
+        """Stop the batch threads (queued requests are finished first). The Session closes when
+        the last request still using this version lets go of it, as TF Serving's handles do."""
         for batcher in self._batchers.values():
             batcher.close()
 
     def _run(self, signature: str, inputs: Tensors) -> Tensors:
-        tensors = {alias: tf.convert_to_tensor(arr) for alias, arr in inputs.items()}
+        """Feed the inputs' tensor names, fetch every output's (shapes are the graph's business)."""
+        signature_def = self.signature_defs[signature]
+        aliases = tuple(sorted(inputs))
+        key = (signature, aliases)
+        run = self._callables.get(key)
+        if run is None:  # a Session callable: no Python-side shape check, as in TF Serving's C++
+            options = config_pb2.CallableOptions(
+                feed=[signature_def.inputs[alias].name for alias in aliases],
+                fetch=[
+                    signature_def.outputs[alias].name for alias in sorted(signature_def.outputs)
+                ],
+            )
+            run = self._callables[key] = self._session._make_callable_from_options(options)
         try:
-            outputs = self._functions[signature](**tensors)
+            values = run(*(inputs[alias] for alias in aliases))
         except tf.errors.OpError as error:
             raise ServingError(_STATUS_CODES[error.error_code], error.message) from None
-        return {alias: tensor.numpy() for alias, tensor in outputs.items()}
+        return dict(zip(sorted(signature_def.outputs), values, strict=True))
 
     def _batcher(self, signature: str) -> Batcher:
         with self._lock:

@@ -5,6 +5,7 @@
 # checks that no container of ours is left, and stops the engine by its pid whatever happens.
 # Prints the wall time of each stage. Needs root (dockerd) and an installed .venv.
 set -uo pipefail
+# shellcheck disable=SC2317  # stage, finish and no_container_left are called indirectly
 cd "$(dirname "$0")/../.." || exit
 ENGINE=tests/docker/engine.sh
 PYTEST=(.venv/bin/python -m pytest -p no:cacheprovider)

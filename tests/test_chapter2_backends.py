@@ -22,10 +22,11 @@ from scalelab import grading, serving
 from scalelab.serving import docker as docker_backend
 
 CHAPTER = "02_tf_serving"
+DOCKER_MISSING = docker_backend.unavailable_reason()
 pytestmark = [
     pytest.mark.docker,
     pytest.mark.slow,
-    pytest.mark.skipif(not docker_backend.engine_available(), reason="no Docker engine answers"),
+    pytest.mark.skipif(DOCKER_MISSING is not None, reason=f"docker backend: {DOCKER_MISSING}"),
 ]
 
 

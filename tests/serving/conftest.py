@@ -200,14 +200,20 @@ def served_models(backend: str, models: Models, tmp_path_factory: pytest.TempPat
 
 
 def backend_available(backend: str) -> str | None:
-    """None when `backend` can run here, else why not."""
+    """None when `backend` can run here, else why not (checked once per session)."""
     from scalelab.serving import binary, docker
 
-    if backend == "docker" and not docker.engine_available():
-        return "no Docker engine answers here"
-    if backend == "binary" and not binary.find_binary():
-        return "tensorflow_model_server is not on PATH"
-    return None
+    if backend not in _AVAILABILITY:
+        if backend == "docker":
+            _AVAILABILITY[backend] = docker.unavailable_reason()
+        elif backend == "binary" and not binary.find_binary():
+            _AVAILABILITY[backend] = "tensorflow_model_server is not on PATH"
+        else:
+            _AVAILABILITY[backend] = None
+    return _AVAILABILITY[backend]
+
+
+_AVAILABILITY: dict[str, str | None] = {}
 
 
 # Report a failed load at once: TF Serving (and the stand-in) retry 5 times, a minute apart.

@@ -20,7 +20,8 @@ from .conftest import Models, backend_available, wait_for
 pytestmark = [
     pytest.mark.docker,
     pytest.mark.skipif(
-        backend_available("docker") is not None, reason="no Docker engine answers here"
+        backend_available("docker") is not None,
+        reason=f"docker backend: {backend_available('docker')}",
     ),
 ]
 

@@ -86,6 +86,24 @@ def engine_available() -> bool:
             gc.collect()
 
 
+def unavailable_reason() -> str | None:
+    """Why the docker backend cannot run here (no engine, or no image and no way to pull it),
+    or None when it can. Pulls the image (with a progress bar) when it is missing."""
+    if not engine_available():
+        return "no Docker engine answers here"
+    import docker
+
+    with _client() as client:
+        try:
+            client.images.get(image())
+        except docker.errors.ImageNotFound:
+            try:
+                _pull(client, image())
+            except ServerStartError as error:
+                return str(error)
+    return None
+
+
 def _mount_folders(paths: Sequence[Path]) -> list[str]:
     """The folders to bind-mount so each path is visible; folders inside another are dropped."""
     folders = sorted({str(p) for p in paths})

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317  # finish and no_container_left are called indirectly
 # `make test-docker`: the serving suite through a real Docker engine (docker backend, and the
 # remote backend attached to a container), then Chapter 2 executed and graded on the docker
 # backend and in docker compose's topology. Starts a private engine, builds the stand-in image,
 # checks that no container of ours is left, and stops the engine by its pid whatever happens.
 # Prints the wall time of each stage. Needs root (dockerd) and an installed .venv.
 set -uo pipefail
-# shellcheck disable=SC2317  # stage, finish and no_container_left are called indirectly
 cd "$(dirname "$0")/../.." || exit
 ENGINE=tests/docker/engine.sh
 PYTEST=(.venv/bin/python -m pytest -p no:cacheprovider)

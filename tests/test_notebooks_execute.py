@@ -52,6 +52,35 @@ def check_03_rest_vs_grpc(results: dict, workdir: Path) -> None:
     protocols = {row["protocol"] for row in results["digits_sweep"]}
     assert protocols == {"REST row", "REST columnar", "REST gzip", "gRPC"}
     assert results["grpc_over_rest_at_largest_batch"] > 0
+    server = results["server"]  # every figure names it
+    assert server["backend"] in {"local", "docker", "binary", "remote"}, server
+    assert server["description"].startswith(f"{server['backend']} backend: "), server
+    # Where the time goes: every protocol at every batch size, each part measured, bytes sane.
+    steps = results["time_breakdown"]
+    assert {(r["protocol"], r["batch size"]) for r in steps} == {
+        (p, b) for p in protocols for b in (1, 256, 1024)
+    }, steps
+    parts = ("encode ms", "transfer ms", "server ms", "decode ms", "total ms", "server share")
+    for row in steps:
+        assert row["errors"] == 0 and row["repeats"] >= 3, row
+        assert all(row[part] >= 0 for part in parts), row
+        assert row["request bytes"] > 0 and row["response bytes"] > 0, row
+    request = {(r["protocol"], r["batch size"]): r["request bytes"] for r in steps}
+    for size in (256, 1024):  # bytes, not time
+        assert request[("REST gzip", size)] < request[("REST row", size)] / 2
+        assert request[("gRPC", size)] < request[("REST row", size)] / 2
+    # On a real network: loopback and at least one throttled link, every protocol, no failures.
+    for key, sizes in (("link_sweep_digits", {1, 1024}), ("link_sweep_photos", {1})):
+        rows = results[key]
+        links = {row["link"] for row in rows}
+        assert "loopback" in links and any("Mbit/s" in link for link in links), links
+        assert {(r["link"], r["protocol"], r["batch size"]) for r in rows} >= {
+            (link, p, b) for link in links for p in ("REST row", "REST gzip", "gRPC") for b in sizes
+        }, key
+        assert all(row["errors"] == 0 and row["requests"] >= 2 for row in rows), key
+        sent = {(r["link"], r["protocol"]): r["bytes sent/instance"] for r in rows}
+        assert sent[("loopback", "REST gzip")] < sent[("loopback", "REST row")], key
+    assert len(results["link_ratios"]) >= 3 * 2, results["link_ratios"]
 
 
 def check_04_tflite(results: dict, workdir: Path) -> None:

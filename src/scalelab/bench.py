@@ -1,12 +1,15 @@
 """Measuring a model server: REST and gRPC clients, a bounded load driver, tidy result rows.
 
-`python -m scalelab.bench rest-vs-grpc` runs the whole REST-vs-gRPC sweep on a local server;
+`python -m scalelab.bench rest-vs-grpc` runs the whole REST-vs-gRPC sweep on a local server: the
+batch-size sweep, where the time of one request goes (client encode, transfer, server, decode)
+and the same comparison through a throttled link (`scalelab.netem`, --mbit and --rtt);
 `python -m scalelab.bench tflite` compares TFLite variants with the Keras model.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import gzip
 import json
 import sys
@@ -20,6 +23,7 @@ from typing import Any
 import numpy as np
 
 Sent = tuple[int, int] | None  # (bytes sent, bytes received) of one request, when known
+PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,37 @@ def _progress_bar(total: int) -> Any:
     return tqdm(total=total, unit="req", leave=False)
 
 
+_paused = 0
+_paused_lock = threading.Lock()
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Hold Python's cyclic garbage collector off while a batch turns into lists and back.
+
+    `tolist()` and `json.loads` make one list per row. In a process that holds TensorFlow
+    (a notebook kernel: hundreds of thousands of objects) allocating them now and then sets
+    off a full collection, a pause of a few hundred ms that has nothing to do with REST. The
+    lists die when the block ends, freed by reference counting.
+    """
+    global _paused
+    with _paused_lock:
+        ours = _paused > 0 or gc.isenabled()  # else someone else turned it off: leave it be
+        if ours:
+            _paused += 1
+            gc.disable()
+    if not ours:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with _paused_lock:
+            _paused -= 1
+            if _paused == 0:
+                gc.enable()
+
+
 class RestClient:
     """Sends :predict requests with `requests` over one persistent session."""
 
@@ -176,9 +211,11 @@ class RestClient:
 
     def body(self, inputs: np.ndarray, input_name: str = "images") -> bytes:
         """The request body: row or columnar JSON, gzip-compressed if asked."""
-        values = inputs.tolist()
-        document = {"inputs": {input_name: values}} if self.columnar else {"instances": values}
-        data = json.dumps(document, separators=(",", ":")).encode()
+        with collector_paused():
+            values = inputs.tolist()
+            document = {"inputs": {input_name: values}} if self.columnar else {"instances": values}
+            data = json.dumps(document, separators=(",", ":")).encode()
+            del document, values
         return gzip.compress(data, compresslevel=1) if self.compress else data
 
     def predict(self, inputs: np.ndarray) -> tuple[int, int]:
@@ -187,6 +224,24 @@ class RestClient:
         answer = self.session.post(self.url, data=data, headers=self.headers, timeout=120)
         answer.raise_for_status()
         return len(data), len(answer.content)
+
+    def send(self, data: bytes) -> bytes:
+        """POST an already encoded body; return the answer's bytes (raise on an HTTP error)."""
+        answer = self.session.post(self.url, data=data, headers=self.headers, timeout=120)
+        answer.raise_for_status()
+        return answer.content
+
+    @staticmethod
+    def decode(content: bytes) -> dict[str, np.ndarray]:
+        """An answer's JSON as arrays by output name, as a Python client would read it."""
+        with collector_paused():
+            document = json.loads(content)
+            value = document["predictions"] if "predictions" in document else document["outputs"]
+            if isinstance(value, dict):  # columnar, several outputs
+                return {name: np.asarray(v) for name, v in value.items()}
+            if value and isinstance(value[0], dict):  # row, several outputs: one object per item
+                return {name: np.asarray([item[name] for item in value]) for name in value[0]}
+            return {"output": np.asarray(value)}
 
 
 class GrpcClient:
@@ -205,6 +260,7 @@ class GrpcClient:
         self.channel = grpc.insecure_channel(target, options=options)
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.model = model
+        self._raw: Any = None
 
     def request(self, inputs: np.ndarray, input_name: str = "images") -> Any:
         """The PredictRequest for `inputs`."""
@@ -221,6 +277,25 @@ class GrpcClient:
         request = self.request(inputs)
         reply = self.stub.Predict(request, timeout=120)
         return request.ByteSize(), reply.ByteSize()
+
+    def body(self, inputs: np.ndarray) -> bytes:
+        """The serialized PredictRequest, what goes on the wire."""
+        return self.request(inputs).SerializeToString()
+
+    def send(self, data: bytes) -> bytes:
+        """Call Predict with an already serialized request; return the serialized reply."""
+        if self._raw is None:
+            self._raw = self.channel.unary_unary(PREDICT_METHOD)  # bytes in, bytes out
+        return self._raw(data, timeout=120)
+
+    @staticmethod
+    def decode(content: bytes) -> dict[str, np.ndarray]:
+        """A serialized PredictResponse as arrays by output name."""
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
+        reply = predict_pb2.PredictResponse.FromString(content)
+        return {name: tf.make_ndarray(proto) for name, proto in reply.outputs.items()}
 
     def close(self) -> None:
         self.channel.close()
@@ -256,6 +331,355 @@ def ratio(rows: Sequence[dict[str, Any]], batch_size: int, column: str = "instan
     """gRPC's `column` divided by REST row's at `batch_size`, from rest_vs_grpc()'s rows."""
     value = {r["protocol"]: r[column] for r in rows if r["batch size"] == batch_size}
     return value["gRPC"] / value["REST row"]
+
+
+# --- which server produced a measurement ---------------------------------------------------
+
+
+def describe_server(server: Any) -> str:
+    """What a serving.Server is, for figure titles: "local backend: scalelab stand-in (...)"."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    backend = getattr(server, "backend", "?")
+    if backend == "local":
+        try:
+            tf_version = version("tensorflow")
+        except PackageNotFoundError:
+            tf_version = "?"
+        what = f"scalelab stand-in (Python, TensorFlow {tf_version})"
+    elif backend == "docker":
+        image = None
+        try:
+            image = server.container.attrs["Config"]["Image"]
+        except Exception:  # no container details: name the image start() would use
+            from scalelab.serving import docker
+
+            image = docker.image()
+        what = f"TF Serving in Docker, image {image}"
+    elif backend == "binary":
+        from scalelab.serving import binary
+
+        what = f"tensorflow_model_server ({binary.find_binary() or 'on PATH'})"
+    elif backend == "remote":
+        what = f"the TF Serving at {server.rest_url} / {server.grpc_target}"
+    else:
+        what = repr(server)
+    return f"{backend} backend: {what}"
+
+
+# --- where the time goes -------------------------------------------------------------------
+
+
+class _HttpSink:
+    """A do-nothing HTTP/1.1 server on raw sockets: reads a request, answers N bytes.
+
+    N is the request's X-Reply-Bytes header. Timing the same client against it, with the same
+    request and answer sizes, gives what the client library and the wire cost without a model
+    server (the "transfer" of time_breakdown).
+    """
+
+    def __init__(self) -> None:
+        import socket
+
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True, name="http-sink").start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+
+    @staticmethod
+    def _serve(connection: Any) -> None:
+        import socket
+
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        buffer = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    data = connection.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                head, buffer = buffer.split(b"\r\n\r\n", 1)
+                fields = dict(
+                    line.split(b":", 1) for line in head.split(b"\r\n")[1:] if b":" in line
+                )
+                fields = {k.strip().lower(): v.strip() for k, v in fields.items()}
+                length = int(fields.get(b"content-length", b"0"))
+                while len(buffer) < length:
+                    data = connection.recv(max(65536, length - len(buffer)))
+                    if not data:
+                        return
+                    buffer += data
+                buffer = buffer[length:]
+                size = int(fields.get(b"x-reply-bytes", b"0"))
+                connection.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    + f"Content-Length: {size}\r\n\r\n".encode()
+                    + b" " * size
+                )
+        except OSError:
+            return
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+class _GrpcSink:
+    """A do-nothing gRPC server: Predict answers N bytes (N: the x-reply-bytes metadata)."""
+
+    def __init__(self) -> None:
+        from concurrent import futures
+
+        import grpc
+
+        def predict(request: bytes, context: Any) -> bytes:
+            size = dict(context.invocation_metadata()).get("x-reply-bytes", "0")
+            return b"\0" * int(size)
+
+        handler = grpc.method_handlers_generic_handler(
+            "tensorflow.serving.PredictionService",
+            {"Predict": grpc.unary_unary_rpc_method_handler(predict)},  # bytes in, bytes out
+        )
+        options = [
+            ("grpc.max_send_message_length", GrpcClient.MAX_MESSAGE),
+            ("grpc.max_receive_message_length", GrpcClient.MAX_MESSAGE),
+        ]
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=options)
+        self._server.add_generic_rpc_handlers((handler,))
+        port = self._server.add_insecure_port("127.0.0.1:0")
+        self._server.start()
+        self.target = f"127.0.0.1:{port}"
+
+    def close(self) -> None:
+        self._server.stop(grace=None)
+
+
+STEP_COLUMNS = ("encode ms", "transfer ms", "server ms", "decode ms")
+
+
+def _median_ms(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """The median time of `repeats` calls in ms, and the last call's result."""
+    times, result = [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = run()
+        times.append(time.perf_counter() - started)
+    return 1000 * float(np.median(times)), result
+
+
+def _clients(rest_url: str, grpc_target: str, model: str, names: Sequence[str]) -> dict[str, Any]:
+    """The four ways to send a predict request, by name."""
+    make = {
+        "REST row": lambda: RestClient(rest_url, model),
+        "REST columnar": lambda: RestClient(rest_url, model, columnar=True),
+        "REST gzip": lambda: RestClient(rest_url, model, compress=True),
+        "gRPC": lambda: GrpcClient(grpc_target, model),
+    }
+    return {name: make[name]() for name in names}
+
+
+def _sink_sender(sink: Any, body: bytes, reply_bytes: int) -> Callable[[], bytes]:
+    """A call that sends `body` to a sink (REST or gRPC client) and gets `reply_bytes` back."""
+    if isinstance(sink, GrpcClient):
+        sink.send(b"")  # opens the channel and creates the raw method
+        metadata = (("x-reply-bytes", str(reply_bytes)),)
+        return lambda: sink._raw(body, metadata=metadata, timeout=120)
+    headers = {**sink.headers, "X-Reply-Bytes": str(reply_bytes)}
+    return lambda: sink.session.post(sink.url, data=body, headers=headers, timeout=120).content
+
+
+def time_breakdown(
+    rest_url: str,
+    grpc_target: str,
+    model: str,
+    images: np.ndarray,
+    batch_sizes: Sequence[int] = (1, 256, 1024),
+    repeats: int = 10,
+    protocols: Sequence[str] = ("REST row", "REST columnar", "REST gzip", "gRPC"),
+) -> list[dict[str, Any]]:
+    """Where a predict request's time goes, per protocol and batch size, on any TF Serving.
+
+    Timed on the client, so it works against a real TF Serving too: *encode* (arrays to the
+    request body), the *round trip* with that body already encoded, and *decode* (the answer to
+    arrays). The same client then sends bodies of the same sizes to a do-nothing server on this
+    machine and gets answers of the answer's size: that is *transfer* (client library, HTTP or
+    gRPC framing, the wire). *server* = round trip - transfer: what the model server spends on
+    the request (parsing, inference, writing the answer). Medians of `repeats` calls (fewer for
+    big batches); one row per (protocol, batch size).
+    """
+    clients = _clients(rest_url, grpc_target, model, protocols)
+    http_sink, grpc_sink = _HttpSink(), _GrpcSink()
+    sinks: dict[str, Any] = {}
+    rows = []
+    try:
+        for name, client in clients.items():
+            if isinstance(client, GrpcClient):
+                sinks[name] = GrpcClient(grpc_sink.target, model)
+            else:
+                sinks[name] = RestClient(
+                    http_sink.url, model, columnar=client.columnar, compress=client.compress
+                )
+        for batch_size in batch_sizes:
+            batch = np.resize(images, (batch_size, *images.shape[1:]))
+            reps = max(5, repeats // max(1, batch_size // 256))
+            for name, client in clients.items():
+                errors = 0
+                encode_ms, body = _median_ms(lambda c=client, b=batch: c.body(b), reps)
+                try:
+                    answer = client.send(body)  # warms up the connection and the server
+                    decode_ms, _ = _median_ms(lambda c=client, a=answer: c.decode(a), reps)
+                except Exception:  # counted, as run_load does: a benchmark reports failures
+                    errors += 1
+                    answer, decode_ms = b"", float("nan")
+                send = _sink_sender(sinks[name], body, len(answer))
+                send()
+                trips, transfers = [], []
+                for _ in range(reps if not errors else 0):  # alternate, so both see the same load
+                    trips.append(_median_ms(lambda c=client, d=body: c.send(d), 1)[0])
+                    transfers.append(_median_ms(send, 1)[0])
+                round_ms = float(np.median(trips)) if trips else float("nan")
+                transfer_ms = float(np.median(transfers)) if transfers else _median_ms(send, 3)[0]
+                server_ms = max(round_ms - transfer_ms, 0.0)
+                total_ms = encode_ms + round_ms + decode_ms
+                rows.append(
+                    {
+                        "protocol": name,
+                        "batch size": batch_size,
+                        "encode ms": round(encode_ms, 3),
+                        "transfer ms": round(transfer_ms, 3),
+                        "server ms": round(server_ms, 3),
+                        "decode ms": round(decode_ms, 3),
+                        "total ms": round(total_ms, 3),
+                        "server share": round(server_ms / total_ms, 3) if total_ms else 0.0,
+                        "request bytes": len(body),
+                        "response bytes": len(answer),
+                        "repeats": reps,
+                        "errors": errors,
+                    }
+                )
+    finally:
+        for client in [*clients.values(), *sinks.values()]:
+            if isinstance(client, GrpcClient):
+                client.close()
+        http_sink.close()
+        grpc_sink.close()
+    return rows
+
+
+# --- through a slower network --------------------------------------------------------------
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    """("host", port) of "http://host:port" or "host:port"."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    return parts.hostname or "127.0.0.1", int(parts.port or 0)
+
+
+LOOPBACK = "loopback"
+
+
+def through_links(
+    rest_url: str,
+    grpc_target: str,
+    model: str,
+    images: np.ndarray,
+    links: Sequence[tuple[float, float] | None] = (None, (100.0, 20.0)),
+    batch_sizes: Sequence[int] = (1, 256, 1024),
+    requests: int = 20,
+    protocols: Sequence[str] = ("REST row", "REST gzip", "gRPC"),
+    warmup: int = 2,
+) -> list[dict[str, Any]]:
+    """run_load() rows per link, protocol and batch size; a link is (Mbit/s, RTT ms) or None.
+
+    None is the direct connection (loopback when the server runs here); a pair sends everything
+    through a netem.ThrottledLink of that bandwidth and round-trip time, one per server port.
+    Each row carries "link" (LOOPBACK or e.g. "100 Mbit/s, 20 ms RTT").
+    """
+    from scalelab.netem import ThrottledLink
+
+    rows = []
+    for link in links:
+        proxies: list[ThrottledLink] = []
+        if link is None:
+            label, rest_at, grpc_at = LOOPBACK, rest_url, grpc_target
+        else:
+            mbit, rtt = link
+            rest_link = ThrottledLink(*_host_port(rest_url), mbit_per_s=mbit, rtt_ms=rtt).start()
+            grpc_link = ThrottledLink(*_host_port(grpc_target), mbit_per_s=mbit, rtt_ms=rtt)
+            proxies = [rest_link, grpc_link.start()]
+            label, rest_at, grpc_at = rest_link.describe(), rest_link.url, grpc_link.address
+        try:
+            clients = _clients(rest_at, grpc_at, model, protocols)
+            for batch_size in batch_sizes:
+                batch = np.resize(images, (batch_size, *images.shape[1:]))
+                count = max(min(5, requests), requests // max(1, batch_size // 256))
+                for name, client in clients.items():
+                    send = lambda c=client, b=batch: c.predict(b)  # noqa: E731
+                    row = run_load(send, requests=count, instances=batch_size, warmup=warmup)
+                    rows.append({"link": label, "protocol": name, **row})
+            for client in clients.values():
+                if isinstance(client, GrpcClient):
+                    client.close()
+        finally:
+            for proxy in proxies:
+                proxy.stop()
+    return rows
+
+
+def link_ratios(
+    rows: Sequence[dict[str, Any]], link: str, batch_size: int, column: str = "instances/s"
+) -> dict[str, float]:
+    """gRPC/REST row and REST gzip/REST row ratios of `column` for one link and batch size."""
+    value = {
+        r["protocol"]: r[column]
+        for r in rows
+        if r["link"] == link and r["batch size"] == batch_size
+    }
+    ratios = {"gRPC/REST row": value["gRPC"] / value["REST row"]}
+    if "REST gzip" in value:
+        ratios["REST gzip/REST row"] = value["REST gzip"] / value["REST row"]
+    return ratios
+
+
+def measure_link(mbit_per_s: float, rtt_ms: float, megabytes: float = 1.0) -> dict[str, float]:
+    """Time a small request and a `megabytes` upload through a ThrottledLink to a local sink.
+
+    Returns the measured round trip (ms), upload seconds and effective Mbit/s: what the link
+    gives, next to what it was asked for.
+    """
+    import requests as http
+
+    from scalelab.netem import ThrottledLink
+
+    sink = _HttpSink()
+    payload = b"x" * int(megabytes * 1e6)
+    try:
+        with ThrottledLink(*_host_port(sink.url), mbit_per_s=mbit_per_s, rtt_ms=rtt_ms) as link:
+            session = http.Session()
+            session.post(link.url, data=b"{}", timeout=60)
+            small_ms, _ = _median_ms(lambda: session.post(link.url, data=b"{}", timeout=60), 5)
+            started = time.perf_counter()
+            session.post(link.url, data=payload, timeout=600)
+            seconds = time.perf_counter() - started
+            session.close()
+    finally:
+        sink.close()
+    return {
+        "rtt ms": round(small_ms, 2),
+        "upload s": round(seconds, 3),
+        "Mbit/s": round(len(payload) * 8 / 1e6 / max(seconds - small_ms / 1000, 1e-9), 2),
+    }
 
 
 def tflite_vs_keras() -> list[str]:
@@ -307,6 +731,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("benchmark", choices=["rest-vs-grpc", "tflite"])
     parser.add_argument("--requests", type=int, default=300, help="requests per measurement")
     parser.add_argument("--backend", default=None, help="docker, binary or local (default: auto)")
+    parser.add_argument("--mbit", type=float, default=100.0, help="throttled link: Mbit/s")
+    parser.add_argument("--rtt", type=float, default=20.0, help="throttled link: RTT in ms")
     args = parser.parse_args(argv)
 
     import tempfile
@@ -322,6 +748,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     digits = data.load("digits")
     model, _ = models.train_classifier(digits, epochs=2)
+    link = (args.mbit, args.rtt)
     with tempfile.TemporaryDirectory() as scratch:
         base = Path(scratch) / "digits"
         savedmodel.export_classifier(model, base / "0001", digits.class_names)
@@ -341,11 +768,44 @@ def main(argv: Sequence[str] | None = None) -> int:
                 server.rest_url, server.grpc_target, "digits", digits.x_test,
                 requests=args.requests,
             )  # fmt: skip
+            sizes = sorted({1, 256, max(r["batch size"] for r in rows)})
+            steps = time_breakdown(
+                server.rest_url, server.grpc_target, "digits", digits.x_test, sizes
+            )
+            measured = measure_link(*link)
+            linked = through_links(
+                server.rest_url, server.grpc_target, "digits", digits.x_test,
+                links=[link], batch_sizes=sizes, requests=40,
+            )  # fmt: skip
+            source = describe_server(server)
     columns = ["protocol", "batch size", "p50 ms", "p99 ms", "instances/s", "bytes sent/instance"]
-    print(f"backend: {server.backend}; model: digits (8x8 uint8 images)")
+    print(f"server: {source}; model: digits (8x8 uint8 images)")
     print(plots.table([{c: r[c] for c in columns} for r in single + rows]))
+    print("\nwhere the time of one request goes (medians, ms; server = round trip - transfer):")
+    columns = ["protocol", "batch size", *STEP_COLUMNS, "total ms", "request bytes"]
+    print(plots.table([{c: r[c] for c in columns} for r in steps]))
+    for row in steps:
+        if row["protocol"] == "REST row":
+            print(
+                f"server share of REST row latency at batch {row['batch size']}: "
+                f"{100 * row['server share']:.0f}% ({row['server ms']:.2f} of "
+                f"{row['total ms']:.2f} ms)"
+            )
+    label = linked[0]["link"]
+    print(
+        f"\nthrottled link asked: {label}; measured: {measured['rtt ms']} ms for a small "
+        f"request, {measured['Mbit/s']} Mbit/s for a 1 MB upload"
+    )
     largest = max(r["batch size"] for r in rows)
     print(f"single instance p50: REST {single[0]['p50 ms']} ms, gRPC {single[1]['p50 ms']} ms")
+    for size in sizes[1:]:
+        loop = f"loopback {ratio(rows, size):.2f}"
+        through = link_ratios(linked, label, size)
+        print(
+            f"batch {size}: gRPC/REST throughput {loop}, {label} "
+            f"{through['gRPC/REST row']:.2f}; REST gzip/REST row on the link "
+            f"{through['REST gzip/REST row']:.2f}"
+        )
     if 256 in {r["batch size"] for r in rows} and largest != 256:
         print(f"gRPC/REST throughput ratio at batch 256: {ratio(rows, 256):.2f}")
     print(f"gRPC/REST throughput ratio at batch {largest}: {ratio(rows, largest):.2f}")

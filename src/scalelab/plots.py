@@ -8,7 +8,17 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, ScalarFormatter
+
+
+def _with_source(fig: Figure, source: str) -> Figure:
+    """Name the server that produced the figure's numbers under its title, then lay it out."""
+    if source:
+        title = fig.get_suptitle()
+        line = source if source.startswith(("server", "no server")) else f"server: {source}"
+        fig.suptitle(f"{title}\n{line}" if title else line, fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def show_digits(
@@ -138,8 +148,13 @@ def table(rows: Sequence[dict[str, Any]]) -> Table:
     return Table(rows)
 
 
-def latency_distributions(latencies_by_name: dict[str, Sequence[float]]) -> Figure:
-    """Cumulative distribution of latencies (given in seconds) per protocol, log x."""
+def latency_distributions(
+    latencies_by_name: dict[str, Sequence[float]], source: str = ""
+) -> Figure:
+    """Cumulative distribution of latencies (given in seconds) per protocol, log x.
+
+    `source` names the server that answered (e.g. bench.describe_server(server)).
+    """
     fig, ax = plt.subplots(figsize=(7, 3.2))
     for name, latencies in latencies_by_name.items():
         values = np.sort(np.asarray(latencies) * 1000)
@@ -150,11 +165,10 @@ def latency_distributions(latencies_by_name: dict[str, Sequence[float]]) -> Figu
     ax.set_title("Latency distribution, one instance per request")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _with_source(fig, source)
 
 
-def batch_sweep(rows: Sequence[dict[str, Any]], title: str = "") -> Figure:
+def batch_sweep(rows: Sequence[dict[str, Any]], title: str = "", source: str = "") -> Figure:
     """Throughput (instances/s) and p50 latency against batch size, one line per protocol."""
     fig, (speed_ax, latency_ax) = plt.subplots(1, 2, figsize=(10, 3.4))
     for protocol in dict.fromkeys(row["protocol"] for row in rows):
@@ -171,11 +185,10 @@ def batch_sweep(rows: Sequence[dict[str, Any]], title: str = "") -> Figure:
     speed_ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _with_source(fig, source)
 
 
-def payload_per_instance(rows: Sequence[dict[str, Any]]) -> Figure:
+def payload_per_instance(rows: Sequence[dict[str, Any]], source: str = "") -> Figure:
     """Bytes sent per instance against batch size, one line per encoding."""
     fig, ax = plt.subplots(figsize=(7, 3.2))
     for encoding in dict.fromkeys(row["encoding"] for row in rows):
@@ -187,16 +200,16 @@ def payload_per_instance(rows: Sequence[dict[str, Any]]) -> Figure:
             label=encoding,
         )
     ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="request bytes per instance")
+    ax.set_xticks(sorted({r["batch size"] for r in rows}))
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_title("What one instance costs on the wire")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _with_source(fig, source)
 
 
-def concurrency_sweep(rows: Sequence[dict[str, Any]]) -> Figure:
+def concurrency_sweep(rows: Sequence[dict[str, Any]], source: str = "") -> Figure:
     """Throughput and p50 latency against the number of concurrent clients, per protocol."""
     fig, (speed_ax, latency_ax) = plt.subplots(1, 2, figsize=(10, 3.2))
     for protocol in dict.fromkeys(row["protocol"] for row in rows):
@@ -210,8 +223,85 @@ def concurrency_sweep(rows: Sequence[dict[str, Any]]) -> Figure:
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     speed_ax.legend(fontsize=8)
-    fig.tight_layout()
+    return _with_source(fig, source)
+
+
+STEPS = ("encode ms", "transfer ms", "server ms", "decode ms")
+STEP_COLORS = ("tab:blue", "tab:gray", "tab:red", "tab:cyan")
+
+
+def time_breakdown(rows: Sequence[dict[str, Any]], source: str = "") -> Figure:
+    """Where one request's time goes: stacked bars per protocol, one panel per batch size.
+
+    Rows are bench.time_breakdown()'s: client encode, transfer, server, client decode (ms).
+    """
+    sizes = sorted({r["batch size"] for r in rows})
+    protocols = list(dict.fromkeys(r["protocol"] for r in rows))
+    fig, axes = plt.subplots(
+        1, len(sizes), figsize=(3.6 * len(sizes) + 1, 0.45 * len(protocols) + 1.6), squeeze=False
+    )
+    for ax, size in zip(axes[0], sizes, strict=True):
+        mine = {r["protocol"]: r for r in rows if r["batch size"] == size}
+        names = [p for p in protocols if p in mine][::-1]  # first protocol on top
+        left = np.zeros(len(names))
+        for step, color in zip(STEPS, STEP_COLORS, strict=True):
+            widths = np.array([mine[n][step] for n in names], dtype=float)
+            ax.barh(names, widths, left=left, color=color, label=step.replace(" ms", ""))
+            left += np.nan_to_num(widths)
+        for y, total in enumerate(left):
+            ax.annotate(f"{total:.1f} ms", (total, y), xytext=(3, 0), textcoords="offset points",
+                        va="center", fontsize=7)  # fmt: skip
+        ax.set_xlim(0, max(left.max(), 1e-3) * 1.3)
+        ax.set(title=f"batch {size}", xlabel="ms per request")
+        ax.grid(alpha=0.3, axis="x")
+    for ax in axes[0][1:]:
+        ax.tick_params(labelleft=False)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(STEPS), fontsize=8, frameon=False)
+    fig.suptitle("Where the time of one request goes (client encode, transfer, server, decode)")
+    _with_source(fig, source)
+    fig.subplots_adjust(bottom=fig.subplotpars.bottom + 0.1)  # room for the legend
     return fig
+
+
+def link_comparison(
+    rows: Sequence[dict[str, Any]],
+    source: str = "",
+    title: str = "Throughput on loopback and through a throttled link (one client)",
+) -> Figure:
+    """Instances/s per protocol on each link (bars), one panel per batch size, log scale.
+
+    Rows are bench.through_links()'s; each group is annotated with gRPC's speed over REST row's.
+    """
+    sizes = sorted({r["batch size"] for r in rows})
+    links = list(dict.fromkeys(r["link"] for r in rows))
+    protocols = list(dict.fromkeys(r["protocol"] for r in rows))
+    fig, axes = plt.subplots(1, len(sizes), figsize=(3.8 * len(sizes) + 1, 3.6), squeeze=False)
+    width = 0.8 / len(protocols)
+    for ax, size in zip(axes[0], sizes, strict=True):
+        speed = {
+            (r["link"], r["protocol"]): r["instances/s"] for r in rows if r["batch size"] == size
+        }
+        for i, protocol in enumerate(protocols):
+            values = [speed.get((link, protocol), np.nan) for link in links]
+            ax.bar(np.arange(len(links)) + (i - (len(protocols) - 1) / 2) * width, values, width,
+                   label=protocol)  # fmt: skip
+        for x, link in enumerate(links):
+            grpc, rest = speed.get((link, "gRPC")), speed.get((link, "REST row"))
+            if grpc and rest:
+                top = max(v for (lk, _), v in speed.items() if lk == link)
+                ax.annotate(f"gRPC {grpc / rest:.1f}×", (x, top), xytext=(0, 3),
+                            textcoords="offset points", ha="center", fontsize=7)  # fmt: skip
+        ax.set_xticks(range(len(links)), [link.replace(", ", "\n") for link in links], fontsize=7)
+        ax.set(yscale="log", title=f"batch {size}", ylabel="instances/s")
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high * 2)  # room for the ratios
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.grid(alpha=0.3, axis="y", which="both")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title)
+    return _with_source(fig, source)
 
 
 def op_counts(before: dict[str, int], after: dict[str, int], top: int = 14) -> Figure:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import http
 import json
 import os
 import re
 import socket
+import threading
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
+import orjson
 from google.protobuf import json_format
 from grpc import StatusCode
 from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
@@ -46,7 +51,24 @@ def _json_from_proto(message: Any, keep_names: bool = False) -> str:
     )
 
 
-def _parse_body(body: bytes) -> dict:
+def _parse_body(body: bytes) -> tuple[dict, bool]:
+    """The request's JSON object, and whether orjson (C) parsed it.
+
+    orjson parses strict JSON at C speed; anything it refuses (NaN/Infinity, trailing text, bad
+    encoding, a document that is not an object) goes through `_parse_body_exactly`, which says
+    what rapidjson would. orjson also turns integers beyond 64 bits into floats: conversions that
+    fail are redone from the exact parse so that error messages show the numbers as sent.
+    """
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _parse_body_exactly(body), False
+    if not isinstance(document, dict):
+        return _parse_body_exactly(body), False
+    return document, True
+
+
+def _parse_body_exactly(body: bytes) -> dict:
     """The request's JSON object; rapidjson-like: NaN/Infinity allowed, trailing text ignored."""
     try:
         text = body.decode("utf-8")
@@ -64,6 +86,37 @@ def _parse_body(body: bytes) -> dict:
     if not isinstance(document, dict):
         raise invalid(f"JSON Value: {json_debug(document)} Is not object")
     return document
+
+
+_paused = 0
+_paused_lock = threading.Lock()
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Hold Python's cyclic garbage collector off while a request body becomes arrays.
+
+    A parsed batch is tens of thousands of short-lived lists. Allocating them makes the
+    collector run, and now and then a full collection walks every object TensorFlow keeps in
+    this process (hundreds of thousands): a pause of a few hundred ms every few large requests.
+    The lists are freed by reference counting when the block ends, so nothing piles up.
+    """
+    global _paused
+    with _paused_lock:
+        ours = _paused > 0 or gc.isenabled()  # else someone else turned it off: leave it be
+        if ours:
+            _paused += 1
+            gc.disable()
+    if not ours:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with _paused_lock:
+            _paused -= 1
+            if _paused == 0:
+                gc.enable()
 
 
 class RestApi:
@@ -123,7 +176,31 @@ class RestApi:
         )
 
     def _predict(self, spec: model_pb2.ModelSpec, body: bytes) -> str:
-        document = _parse_body(body)
+        with _collector_paused():
+            document, fast = _parse_body(body)
+            row_format = "instances" in document
+            try:
+                signature, servable, inputs = self._request(spec, document, body)
+            except ServingError:
+                if not fast:
+                    raise
+                signature, servable, inputs = self._request(spec, _parse_body_exactly(body), body)
+            del document  # its lists die here, before the collector runs again
+        future = self._pool.submit(servable.predict, signature, inputs)
+        try:
+            outputs = future.result(timeout=self._timeout)
+        except FutureTimeout:
+            raise ServingError(
+                StatusCode.DEADLINE_EXCEEDED,
+                f"Deadline exceeded: the request took longer than --rest_api_timeout_in_ms="
+                f"{int(self._timeout * 1000)}",
+            ) from None
+        return outputs_to_json(outputs, row_format)
+
+    def _request(
+        self, spec: model_pb2.ModelSpec, document: dict, body: bytes
+    ) -> tuple[str, Any, dict[str, Any]]:
+        """The signature name, the servable and the input arrays of a parsed predict body."""
         signature = document.get("signature_name", "")
         if not isinstance(signature, str):
             raise invalid(
@@ -158,16 +235,7 @@ class RestApi:
             inputs = inputs_to_arrays(document["inputs"], dtypes, may_hold_bools)
         else:
             raise invalid("Missing 'inputs' or 'instances' key")
-        future = self._pool.submit(servable.predict, signature, inputs)
-        try:
-            outputs = future.result(timeout=self._timeout)
-        except FutureTimeout:
-            raise ServingError(
-                StatusCode.DEADLINE_EXCEEDED,
-                f"Deadline exceeded: the request took longer than --rest_api_timeout_in_ms="
-                f"{int(self._timeout * 1000)}",
-            ) from None
-        return outputs_to_json(outputs, "instances" in document)
+        return signature, servable, inputs
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -6,7 +6,9 @@ import base64
 import binascii
 import json
 import math
+import struct
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -290,23 +292,143 @@ def inputs_to_arrays(
 
 
 # --- numpy -> JSON -------------------------------------------------------------------------
+#
+# TF Serving writes a float with absl::StrCat (printf "%g": six significant digits), and when that
+# does not parse back to the same value, with "%.9g" (float32) or "%.17g" (float64); whole numbers
+# written without an exponent get ".0". Formatting is exact in Python's % operator, which runs
+# in C; the only per-value decision, whether "%g" round-trips, is made for a whole float32 tensor
+# at once with NumPy, and value by value only where float64 arithmetic cannot decide it.
+
+_SEP = "\x00"  # splits the output of one % call back into tokens (never part of a number)
+_NON_FINITE = {"nan": "NaN%.0s", "inf": "Infinity%.0s", "-inf": "-Infinity%.0s"}
 
 
-def _finish_float(text: str) -> str:
-    if "n" in text:  # nan, inf, -inf
-        return "NaN" if text == "nan" else ("-Infinity" if text[0] == "-" else "Infinity")
-    return text if ("." in text or "e" in text) else text + ".0"
+def _nearest_float32(value: Fraction) -> float:
+    """The float32 nearest to an exact rational (ties to even), as a Python float."""
+    guess = np.float32(float(value))
+    candidates = [np.nextafter(guess, np.float32(-np.inf)), guess]
+    candidates.append(np.nextafter(guess, np.float32(np.inf)))
+    finite = [c for c in candidates if np.isfinite(c)]
+    best = min(finite, key=lambda c: (abs(Fraction(float(c)) - value), int(c.view(np.uint32)) & 1))
+    return float(best)
+
+
+def _g_round_trips_exactly(value: float, itemsize: int) -> bool:
+    """Whether "%g" of `value` parses back to it (a float32 parses to the nearest float32)."""
+    token = f"{value:g}"
+    if itemsize == 8:
+        return float(token) == value
+    return _nearest_float32(Fraction(token)) == value
+
+
+_FLOAT32 = struct.Struct("f")
+_SMALL = 48  # below this many values, deciding one by one is quicker than NumPy's set-up
+
+
+def _g_round_trips_float32_one_by_one(values: list[float]) -> list[bool]:
+    """_g_round_trips_float32 for a few values: parse "%g" as a double, round to float32."""
+    short = []
+    for v in values:
+        a = abs(v)
+        if not math.isfinite(a) or a == 0:
+            short.append(a == 0)
+            continue
+        if a < 2.0**-126 or a > 3.4e38:
+            short.append(_g_round_trips_exactly(v, 4))
+            continue
+        parsed = float(f"{v:g}")
+        significand = math.frexp(parsed)[0] * 2.0**25
+        if significand == int(significand) and int(significand) % 2:
+            # exactly halfway between two float32s: the double may have rounded the decimal
+            # onto the tie, so decide from the decimal itself
+            short.append(_g_round_trips_exactly(v, 4))
+        else:
+            short.append(_FLOAT32.unpack(_FLOAT32.pack(parsed))[0] == v)
+    return short
+
+
+def _g_round_trips_float32(flat: np.ndarray) -> np.ndarray:
+    """For finite float32 values: does "%g" (six significant digits) parse back to the value?
+
+    The six-digit decimal is computed in float64 and compared with half the gap to the
+    neighbouring float32s; values too close to a rounding boundary for float64 to be sure, and
+    subnormal or huge ones, are decided exactly, one by one.
+    """
+    a = np.abs(flat.astype(np.float64))
+    ok = np.zeros(a.shape, bool)
+    normal = (a >= 2.0**-126) & (a < 1e38)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        exponent = np.floor(np.log10(np.where(normal, a, 1.0))).astype(np.int64)
+        digits = np.zeros_like(a)
+        ok[a == 0] = True
+        unsure = ~normal & (a != 0)
+        for _ in range(3):  # settle the exponent: 100000 <= digits < 1000000
+            scale = 10.0 ** np.abs(5 - exponent)
+            scaled = np.where(exponent <= 5, a * scale, a / scale)
+            digits = np.rint(scaled)
+            low, high = digits < 1e5, digits >= 1e6
+            exponent = exponent - low + high
+            if not (low | high)[normal].any():
+                break
+        unsure |= normal & ((digits < 1e5) | (digits >= 1e6))
+        unsure |= np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6  # a near-tie in the rounding
+        scale = 10.0 ** np.abs(exponent - 5)
+        decimal = np.where(exponent >= 5, digits * scale, digits / scale)
+        single = np.abs(flat).astype(np.float32)
+        above = np.nextafter(single, np.float32(np.inf)).astype(np.float64) - a
+        below = a - np.nextafter(single, np.float32(0)).astype(np.float64)
+        distance = decimal - a
+        half_gap = np.where(distance > 0, above, below) / 2
+        margin = 8 * np.spacing(a)
+        unsure |= np.abs(np.abs(distance) - half_gap) <= margin
+        ok = (np.abs(distance) < half_gap) | (a == 0)
+    for i in np.flatnonzero(unsure).tolist():
+        ok[i] = _g_round_trips_exactly(float(flat[i]), 4)
+    return ok
+
+
+def _float_specs(values: list[float], short: list[bool], digits: int) -> list[str]:
+    """The printf spec of each value (few values: decided in Python)."""
+    specs = []
+    for v, ok in zip(values, short, strict=True):
+        if not math.isfinite(v):
+            specs.append(_NON_FINITE[str(v)])
+        elif v == int(v) and (abs(v) < 1e6 or (not ok and abs(v) < 10.0**digits)):
+            specs.append("%.1f")  # a whole number without an exponent gets ".0"
+        else:
+            specs.append("%g" if ok else f"%.{digits}g")
+    return specs
 
 
 def _float_tokens(flat: np.ndarray) -> list[str]:
     """Floats as TF Serving writes them: %g, or full precision when %g does not round-trip."""
-    values = flat.tolist()
-    tokens = [f"{v:g}" for v in values]
-    back = np.array(tokens, dtype=flat.dtype)
+    if not flat.size:
+        return []
     digits = _FLOAT_DIGITS.get(flat.dtype.itemsize, 17)
-    for i in np.flatnonzero((back != flat) & ~np.isnan(flat)).tolist():
-        tokens[i] = f"{values[i]:.{digits}g}"
-    return [_finish_float(t) for t in tokens]
+    values = flat.tolist()
+    if flat.dtype.itemsize == 8:
+        short = [math.isfinite(v) and _g_round_trips_exactly(v, 8) for v in values]
+        return (_SEP.join(_float_specs(values, short, digits)) % tuple(values)).split(_SEP)
+    if flat.dtype.itemsize != 4:  # half precision: parse "%g" back as the same type
+        back = np.array([f"{v:g}" for v in values], dtype=flat.dtype) == flat
+        short = (np.isfinite(flat) & back).tolist()
+        return (_SEP.join(_float_specs(values, short, digits)) % tuple(values)).split(_SEP)
+    if flat.size < _SMALL:
+        short = _g_round_trips_float32_one_by_one(values)
+        return (_SEP.join(_float_specs(values, short, digits)) % tuple(values)).split(_SEP)
+    finite = np.isfinite(flat)
+    short_array = np.zeros(flat.shape, bool)
+    short_array[finite] = _g_round_trips_float32(flat[finite])
+    with np.errstate(invalid="ignore"):  # signalling NaNs, written as NaN below
+        a = np.abs(flat.astype(np.float64))
+    whole = finite & (a == np.floor(np.where(finite, a, 0)))
+    # whole numbers written without an exponent get ".0": "%.1f" writes exactly that
+    point = whole & ((a < 1e6) | (~short_array & (a < 10.0**digits)))
+    specs = np.where(point, "%.1f", np.where(short_array, "%g", f"%.{digits}g")).tolist()
+    if not finite.all():
+        for i in np.flatnonzero(~finite).tolist():
+            specs[i] = _NON_FINITE[str(values[i])]
+    return (_SEP.join(specs) % tuple(values)).split(_SEP)
 
 
 def _tokens(arr: np.ndarray, as_bytes: bool) -> list[str]:
@@ -315,13 +437,16 @@ def _tokens(arr: np.ndarray, as_bytes: bool) -> list[str]:
     if kind == "f":
         return _float_tokens(flat)
     if kind in "iu":
-        return [str(v) for v in flat.tolist()]
+        return list(map(str, flat.tolist()))
     if kind == "b":
         return ["true" if v else "false" for v in flat.tolist()]
     if kind in "OS":
         if as_bytes:
             return ['{"b64": "' + base64.b64encode(v).decode() + '"}' for v in flat.tolist()]
-        return [json.dumps(v.decode("utf-8", "replace"), ensure_ascii=False) for v in flat]
+        if not flat.size:
+            return []
+        text = json.dumps([v.decode("utf-8", "replace") for v in flat], ensure_ascii=False)
+        return ['"' + v + '"' for v in text[2:-2].split('", "')]  # an inner '"' is escaped
     raise invalid(f"Failed to write JSON value for tensor type: {dtype_name(array_dtype(arr))}")
 
 
@@ -335,13 +460,26 @@ def _nest(tokens: list[str], shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
+def _per_instance(tokens: list[str], shape: tuple[int, ...]) -> list[str]:
+    """One JSON value per batch item of a tensor of `shape`."""
+    inner = shape[1:]
+    if not inner:
+        return tokens
+    step = math.prod(inner)
+    if not step:
+        return [_nest([], inner)] * shape[0]
+    if len(inner) == 1:
+        return ["[" + ", ".join(tokens[i : i + step]) + "]" for i in range(0, len(tokens), step)]
+    return [_nest(tokens[i : i + step], inner) for i in range(0, len(tokens), step)]
+
+
 def outputs_to_json(outputs: dict[str, np.ndarray], row_format: bool) -> str:
     """The predict answer: {"predictions": [...]} (row) or {"outputs": ...} (columnar)."""
     if not outputs:
         raise invalid("Cannot convert empty tensor map to JSON")
     names = sorted(outputs)
-    tokens = {n: _tokens(outputs[n], n.endswith("_bytes")) for n in names}
     if not row_format:
+        tokens = {n: _tokens(outputs[n], n.endswith("_bytes")) for n in names}
         if len(names) == 1:
             return '{"outputs": ' + _nest(tokens[names[0]], outputs[names[0]].shape) + "}"
         parts = (json.dumps(n) + ": " + _nest(tokens[n], outputs[n].shape) for n in names)
@@ -356,20 +494,14 @@ def outputs_to_json(outputs: dict[str, np.ndarray], row_format: bool) -> str:
                 f"Tensor name: {name} has inconsistent batch size: {shape[0]} expecting: {batch}"
             )
         batch = shape[0]
-    items = []
-    for i in range(batch):
-        per_name = {}
-        for name in names:
-            shape = outputs[name].shape
-            step = math.prod(shape[1:])
-            per_name[name] = _nest(tokens[name][i * step : (i + 1) * step], shape[1:])
-        if len(names) == 1:
-            items.append(per_name[names[0]])
-        else:
-            items.append(
-                "{" + ", ".join(json.dumps(n) + ": " + v for n, v in per_name.items()) + "}"
-            )
-    return '{"predictions": [' + ", ".join(items) + "]}"
+    items = {
+        n: _per_instance(_tokens(outputs[n], n.endswith("_bytes")), outputs[n].shape) for n in names
+    }
+    if len(names) == 1:
+        return '{"predictions": [' + ", ".join(items[names[0]]) + "]}"
+    template = "{" + ", ".join(json.dumps(n).replace("%", "%%") + ": %s" for n in names) + "}"
+    rows = zip(*(items[n] for n in names), strict=True)
+    return '{"predictions": [' + ", ".join([template % row for row in rows]) + "]}"
 
 
 # --- gRPC TensorProto ----------------------------------------------------------------------

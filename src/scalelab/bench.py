@@ -355,7 +355,8 @@ def describe_server(server: Any) -> str:
             from scalelab.serving import docker
 
             image = docker.image()
-        what = f"TF Serving in Docker, image {image}"
+        real = str(image).startswith("tensorflow/serving")
+        what = f"TF Serving in Docker, image {image}" if real else f"Docker image {image}"
     elif backend == "binary":
         from scalelab.serving import binary
 

@@ -77,7 +77,7 @@ def file_sizes(files: Sequence[tuple[str, int]], title: str = "Files in the Save
 
 
 def latency_over_time(
-    samples: Sequence[Any], marker: float | None = None, marker_label: str = ""
+    samples: Sequence[Any], marker: float | None = None, marker_label: str = "", source: str = ""
 ) -> Figure:
     """Each request's latency against when it started, coloured by what it returned (a version)."""
     fig, ax = plt.subplots(figsize=(9, 3.2))
@@ -98,11 +98,10 @@ def latency_over_time(
     ax.set_title("Request latency over time")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _with_source(fig, source)
 
 
-def traffic_split(hits_by_label: dict[str, np.ndarray]) -> Figure:
+def traffic_split(hits_by_label: dict[str, np.ndarray], source: str = "") -> Figure:
     """Requests each label served, annotated with the share it got right."""
     labels = list(hits_by_label)
     counts = [len(hits_by_label[label]) for label in labels]
@@ -115,8 +114,7 @@ def traffic_split(hits_by_label: dict[str, np.ndarray]) -> Figure:
     ax.bar_label(bars, labels=notes, padding=3, fontsize=8)
     ax.set(ylabel="requests", title="Traffic split by version label")
     ax.set_ylim(0, max(counts) * 1.35 + 1)
-    fig.tight_layout()
-    return fig
+    return _with_source(fig, source)
 
 
 class Table:

@@ -9,7 +9,6 @@ and the same comparison through a throttled link (`scalelab.netem`, --mbit and -
 from __future__ import annotations
 
 import argparse
-import gc
 import gzip
 import json
 import sys
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from scalelab.gcpause import collector_paused
 
 Sent = tuple[int, int] | None  # (bytes sent, bytes received) of one request, when known
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
@@ -160,37 +161,6 @@ def _progress_bar(total: int) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="req", leave=False)
-
-
-_paused = 0
-_paused_lock = threading.Lock()
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Hold Python's cyclic garbage collector off while a batch turns into lists and back.
-
-    `tolist()` and `json.loads` make one list per row. In a process that holds TensorFlow
-    (a notebook kernel: hundreds of thousands of objects) allocating them now and then sets
-    off a full collection, a pause of a few hundred ms that has nothing to do with REST. The
-    lists die when the block ends, freed by reference counting.
-    """
-    global _paused
-    with _paused_lock:
-        ours = _paused > 0 or gc.isenabled()  # else someone else turned it off: leave it be
-        if ours:
-            _paused += 1
-            gc.disable()
-    if not ours:
-        yield
-        return
-    try:
-        yield
-    finally:
-        with _paused_lock:
-            _paused -= 1
-            if _paused == 0:
-                gc.enable()
 
 
 class RestClient:

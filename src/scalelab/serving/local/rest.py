@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import gc
 import gzip
 import http
 import json
 import os
 import re
 import socket
-import threading
 import zlib
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
@@ -24,6 +20,7 @@ from google.protobuf import json_format
 from grpc import StatusCode
 from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 
+from ...gcpause import collector_paused
 from .manager import ModelManager
 from .servable import DEFAULT_SIGNATURE
 from .status import HTTP_STATUS, ServingError, invalid
@@ -88,37 +85,6 @@ def _parse_body_exactly(body: bytes) -> dict:
     return document
 
 
-_paused = 0
-_paused_lock = threading.Lock()
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Hold Python's cyclic garbage collector off while a request body becomes arrays.
-
-    A parsed batch is tens of thousands of short-lived lists. Allocating them makes the
-    collector run, and now and then a full collection walks every object TensorFlow keeps in
-    this process (hundreds of thousands): a pause of a few hundred ms every few large requests.
-    The lists are freed by reference counting when the block ends, so nothing piles up.
-    """
-    global _paused
-    with _paused_lock:
-        ours = _paused > 0 or gc.isenabled()  # else someone else turned it off: leave it be
-        if ours:
-            _paused += 1
-            gc.disable()
-    if not ours:
-        yield
-        return
-    try:
-        yield
-    finally:
-        with _paused_lock:
-            _paused -= 1
-            if _paused == 0:
-                gc.enable()
-
-
 class RestApi:
     """Maps a method, path and body to TF Serving's answer (status code, JSON)."""
 
@@ -176,7 +142,7 @@ class RestApi:
         )
 
     def _predict(self, spec: model_pb2.ModelSpec, body: bytes) -> str:
-        with _collector_paused():
+        with collector_paused():
             document, fast = _parse_body(body)
             row_format = "instances" in document
             try:

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install lab test lint bench release autograde feedback grades clean test-docker
+.PHONY: install lab test lint bench release autograde feedback grades clean test-docker test-exhaustive
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else f"scalelab needs Python 3.11, but $(PYTHON) is {sys.version.split()[0]}: install 3.11 or run `make PYTHON=python3.11 ...`")'
@@ -31,7 +31,11 @@ lint: install  ## ruff over the library, tests and notebooks; hadolint; docker c
 	if docker compose version >/dev/null 2>&1; then docker compose config -q; else docker-compose config -q; fi
 
 test: lint  ## every test: library, conformance, notebooks in fast mode, grading round trips
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+# Slower: a real `nbgrader autograde` per blanked exercise and per variant answer (~1 h on 2 cores).
+test-exhaustive: install  ## grading proven exhaustively with real nbgrader (not in `make test`)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m exhaustive tests/test_grading_roundtrip.py
 
 bench: install  ## benchmarks, measured side by side in one run (not part of the tests)
 	$(BIN)/python -m scalelab.bench rest-vs-grpc

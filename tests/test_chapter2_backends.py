@@ -16,7 +16,7 @@ import papermill
 import pytest
 import yaml
 from conftest import REPO
-from test_notebooks_execute import CHECKS
+from test_chapters import CHECKS
 
 from scalelab import grading, serving
 from scalelab.serving import docker as docker_backend
@@ -85,7 +85,7 @@ def run_and_grade(workdir: Path, record_property) -> Counter:
         progress_bar=False,
     )
     CHECKS[CHAPTER](json.loads((executed.parent / "results.json").read_text()), executed.parent)
-    scores = grading.roundtrip(REPO, CHAPTER, "ex_02_parse", workdir / "grading")
+    scores = grading.roundtrip(REPO, CHAPTER, workdir / "grading")
     for case, score in sorted(scores.items()):
         record_property(
             "summary",

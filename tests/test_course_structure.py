@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -81,3 +83,101 @@ def test_notebooks_folder_is_exactly_what_release_regenerates(tmp_path):
         assert (root / relative).read_bytes() == (REPO / relative).read_bytes(), (
             f"{relative} differs from its regeneration: run `make release` and commit notebooks/"
         )
+
+
+FALLBACKS = {
+    "answer",
+    "answer_value",
+}  # course.answer(lambda: name, reference), course.answer_value
+
+
+def top_level_names(tree: ast.Module) -> set[str]:
+    """Names a cell binds at top level: defs, classes, assignment targets."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    return names
+
+
+def loads_outside_fallbacks(tree: ast.Module) -> set[str]:
+    """Names a cell reads, except inside the student thunk given to course.answer(_value)."""
+    allowed: set[int] = set()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in FALLBACKS
+            and node.args
+            and isinstance(node.args[0], ast.Lambda)
+        ):
+            allowed |= {id(n) for n in ast.walk(node.args[0])}
+    return {
+        n.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and id(n) not in allowed
+    }
+
+
+def parse(source: str) -> ast.Module:
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return ast.parse(TransformerManager().transform_cell(source))
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.parent.name)
+def test_no_later_cell_uses_an_exercise_answer_except_through_the_fallback(path):
+    """One stuck exercise costs only its own points: later cells reach its answer only via
+    course.answer/answer_value (which fall back to scalelab.answers), tests never."""
+    answers: dict[str, str] = {}  # name -> exercise that binds it
+    misuse = []
+    for cell in cells(path):
+        if cell["cell_type"] != "code":
+            continue
+        meta = nbgrader_meta(cell)
+        tree = parse("".join(cell["source"]))
+        if meta.get("solution"):
+            answers.update(dict.fromkeys(top_level_names(tree), meta["grade_id"]))
+            continue
+        own = meta.get("grade_id", "").removeprefix("test_")
+        used = {
+            name: exercise
+            for name, exercise in answers.items()
+            if exercise.removeprefix("ex_") != own
+            and name
+            in (loads_outside_fallbacks(tree) if not meta.get("grade") else _all_loads(tree))
+        }
+        misuse += [
+            f"{name} (from {ex}) in: {''.join(cell['source'])[:60]!r}" for name, ex in used.items()
+        ]
+        for name in top_level_names(tree):  # a later cell that rebinds a name owns it from then on
+            if not meta.get("grade"):
+                answers.pop(name, None)
+    assert not misuse, "\n".join(misuse)
+
+
+def _all_loads(tree: ast.Module) -> set[str]:
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.parent.name)
+def test_every_written_answer_has_a_rubric_whose_points_add_up(path):
+    notebook = cells(path)
+    written = [
+        (i, nbgrader_meta(c))
+        for i, c in enumerate(notebook)
+        if nbgrader_meta(c).get("solution") and nbgrader_meta(c).get("grade")
+    ]
+    assert written
+    for index, meta in written:
+        question = "".join(notebook[index - 1]["source"])
+        rubric = re.search(r"^\*\*Rubric \((\d+) points?\):\*\*(.*)$", question, re.MULTILINE)
+        assert rubric, (
+            f"{meta['grade_id']}: the question above it has no '**Rubric (N points):**' line"
+        )
+        items = [int(n) for n in re.findall(r"(\d+) points? for", rubric.group(2))]
+        assert int(rubric.group(1)) == sum(items) == meta["points"], (meta["grade_id"], items)

@@ -1,4 +1,9 @@
-"""Real nbgrader per chapter: solution = full marks, untouched = 0, one wrong = minus its points."""
+"""Real nbgrader per chapter: solution = full marks, untouched = 0 and still runs to the end.
+
+The exhaustive version (marked `exhaustive`, `make test-exhaustive`) autogrades, with real
+nbgrader, the solution with each exercise blanked in turn and with every variant answer of
+tests/chapters/<chapter>.py; `make test` proves the same in one kernel (tests/test_chapters.py).
+"""
 
 from __future__ import annotations
 
@@ -6,52 +11,86 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import CHAPTERS, REPO
+from test_chapters import chapter_data, code_exercises
 
 from scalelab import grading
 
-# The exercise each chapter's "one wrong" submission leaves unanswered, and what it is worth.
-WRONG_EXERCISE = {
-    "01_savedmodel": ("ex_01_describe", 2),
-    "02_tf_serving": ("ex_02_parse", 2),
-    "03_rest_vs_grpc": ("ex_03_sweep", 3),
-    "04_tflite": ("ex_04_evaluate", 3),
-    "05_distribution": ("ex_05_strategy", 3),
-}
+VALIDATED = "04_tflite"  # the quickest chapter proves `nbgrader validate` with the course's config
 
 
-def test_every_chapter_has_a_one_wrong_case():
-    assert sorted(WRONG_EXERCISE) == CHAPTERS
+def graded_cells_with_errors(root: Path, student: str, chapter: str) -> dict[str, list[str]]:
+    """{"graded": [...], "other": [...]}: the first line of each cell that raised, by kind."""
+    graded = root / "grader" / "autograded" / student / chapter / f"{chapter}.ipynb"
+    found: dict[str, list[str]] = {"graded": [], "other": []}
+    for cell in json.loads(graded.read_text())["cells"]:
+        if any(out.get("output_type") == "error" for out in cell.get("outputs", [])):
+            kind = "graded" if cell["metadata"].get("nbgrader", {}).get("grade_id") else "other"
+            found[kind].append("".join(cell["source"])[:80])
+    return found
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_roundtrip_scores_solution_full_untouched_zero_one_wrong_loses_its_points(
+def test_roundtrip_scores_solution_full_and_untouched_zero_running_to_the_end(
     chapter, tmp_path, record_property
 ):
-    exercise, points = WRONG_EXERCISE[chapter]
-    scores = grading.roundtrip(REPO, chapter, exercise, tmp_path)
+    scores = grading.roundtrip(REPO, chapter, tmp_path)
     for case, score in sorted(scores.items()):
         record_property("summary", f"{chapter} round trip, {case}: {score}")
+    root = tmp_path / "course"
     full = scores["solution"].max_points
     assert full > 0
     assert scores["solution"].points == full
+    assert graded_cells_with_errors(root, "solution", chapter) == {"graded": [], "other": []}
     assert scores["untouched"].points == 0
-    assert scores["one_wrong"].points == full - points
-    autograded = tmp_path / "course" / "grader" / "autograded" / "solution" / chapter
-    graded = autograded / f"{chapter}.ipynb"
-    errors = [
-        "".join(cell["source"])[:80]
-        for cell in json.loads(graded.read_text())["cells"]
-        if any(out.get("output_type") == "error" for out in cell.get("outputs", []))
-    ]
-    assert errors == [], f"cells of the graded solution raised: {errors}"
+    # A stuck student is not blocked: with every exercise unanswered, only exercise and
+    # test cells fail; every other cell falls back to the library's reference answers.
+    untouched = graded_cells_with_errors(root, "untouched", chapter)
+    assert untouched["other"] == [], f"cells outside the exercises failed: {untouched['other']}"
     # Feedback returned to students quotes no hidden test.
-    grading.nbgrader(tmp_path / "course", "generate_feedback", chapter, "--force")
-    for page in (tmp_path / "course" / "grader" / "feedback").rglob("*.html"):
+    grading.nbgrader(root, "generate_feedback", chapter, "--force")
+    for page in (root / "grader" / "feedback").rglob("*.html"):
         assert "HIDDEN TESTS" not in page.read_text(), page
+
+
+@pytest.mark.exhaustive
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_real_nbgrader_each_blanked_exercise_loses_only_its_points_and_variants_graded_fairly(
+    chapter, tmp_path, record_property
+):
+    exercises = code_exercises(chapter)
+    data = chapter_data(chapter)
+    answers = {f"blank_{g}": {g: sources["stub"]} for g, sources in exercises.items()}
+    for kind, table in (("correct", data.CORRECT), ("wrong", data.WRONG)):
+        for k in range(max(map(len, table.values()), default=0)):
+            # The k-th variant of every exercise that has one, all in one submission.
+            answers[f"{kind}_{k}"] = {
+                g: list(variants.values())[k] for g, variants in table.items() if len(variants) > k
+            }
+    scores = grading.roundtrip(REPO, chapter, tmp_path, answers)
+    root = tmp_path / "course"
+    full = grading.cell_scores(root, chapter, "solution")
+    assert sum(full.values()) == scores["solution"].max_points > 0
+    problems = []
+    for student, replaced in answers.items():
+        got = grading.cell_scores(root, chapter, student)
+        expected = dict(full)
+        if not student.startswith("correct_"):
+            expected.update({grading.test_id(g): 0 for g in replaced})
+        record_property("summary", f"{chapter} exhaustive, {student}: {scores[student]}")
+        if got != expected:
+            diff = {k: (got.get(k), v) for k, v in expected.items() if got.get(k) != v}
+            problems.append(f"{student}: {{cell: (got, expected)}} {diff}")
+        errors = graded_cells_with_errors(root, student, chapter)
+        if errors["other"] and not student.startswith(
+            "wrong_"
+        ):  # a wrong value may break later cells
+            problems.append(f"{student}: cells outside the exercises failed: {errors['other']}")
+    assert not problems, "\n".join(problems)
 
 
 def validate(notebook, *flags):
@@ -68,24 +107,16 @@ def validate(notebook, *flags):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("chapter", CHAPTERS)
-def test_nbgrader_validate_passes_the_solution(chapter, tmp_path):
-    notebook = tmp_path / f"{chapter}.ipynb"
-    shutil.copyfile(REPO / "solutions" / chapter / notebook.name, notebook)
+def test_nbgrader_validate_passes_the_solution(tmp_path):
+    notebook = tmp_path / f"{VALIDATED}.ipynb"
+    shutil.copyfile(REPO / "solutions" / VALIDATED / notebook.name, notebook)
     log = validate(notebook)
     assert "Success! Your notebook passes all the tests." in log, log[-3000:]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("chapter", CHAPTERS)
-def test_nbgrader_validate_invert_fails_every_test_of_the_student_notebook(chapter, tmp_path):
-    notebook = tmp_path / f"{chapter}.ipynb"
-    shutil.copyfile(REPO / "notebooks" / chapter / notebook.name, notebook)
+def test_nbgrader_validate_invert_fails_every_test_of_the_student_notebook(tmp_path):
+    notebook = tmp_path / f"{VALIDATED}.ipynb"
+    shutil.copyfile(REPO / "notebooks" / VALIDATED / notebook.name, notebook)
     log = validate(notebook, "--invert")
     assert "Success! The notebook does not pass any tests." in log, log[-3000:]
-    graded = [
-        c
-        for c in json.loads(notebook.read_text())["cells"]
-        if c["metadata"].get("nbgrader", {}).get("grade")
-    ]
-    assert graded, "the student notebook keeps its graded cells"

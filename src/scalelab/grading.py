@@ -133,28 +133,41 @@ def submit(root: Path, chapter: str, student: str, notebook: Path) -> Path:
     return target
 
 
-def with_exercise_unanswered(solution: Path, release_copy: Path, grade_id: str) -> dict:
-    """The solution notebook with one exercise cell put back as students receive it."""
-    solved = json.loads(solution.read_text())
-    released = json.loads(release_copy.read_text())
-    stubs = {
-        cell["metadata"]["nbgrader"]["grade_id"]: cell["source"]
-        for cell in released["cells"]
-        if cell["metadata"].get("nbgrader", {}).get("grade_id")
+def test_id(grade_id: str) -> str:
+    """The grade_id of the test cell that grades exercise `grade_id` (ex_01_x -> test_01_x)."""
+    return f"test_{grade_id.removeprefix('ex_')}"
+
+
+def exercise_stubs(release_copy: Path) -> dict[str, str]:
+    """{grade_id: source} of every code exercise cell, as the student notebook hands it out."""
+    return {
+        meta["grade_id"]: "".join(cell["source"])
+        for cell in json.loads(release_copy.read_text())["cells"]
+        if cell["cell_type"] == "code"
+        and (meta := cell["metadata"].get("nbgrader", {})).get("solution")
     }
-    if grade_id not in stubs:
-        raise GradingError(f"No exercise cell with grade_id {grade_id!r} in {release_copy}.")
+
+
+def with_answers(solution: Path, answers: dict[str, str]) -> dict:
+    """The solution notebook with the exercise cells named in `answers` replaced by their source."""
+    solved = json.loads(solution.read_text())
+    found = set()
     for cell in solved["cells"]:
-        if cell["metadata"].get("nbgrader", {}).get("grade_id") == grade_id:
-            cell["source"] = stubs[grade_id]
+        grade_id = cell["metadata"].get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell["source"] = answers[grade_id]
+            found.add(grade_id)
+    if missing := set(answers) - found:
+        raise GradingError(f"No exercise cell with grade_id {sorted(missing)} in {solution}.")
     return solved
 
 
-def roundtrip(repo: Path, chapter: str, wrong_exercise: str, workdir: Path) -> dict[str, Score]:
-    """Grade three submissions of `chapter` on a copy of the course in `workdir`.
-
-    `solution` is the instructor's notebook, `untouched` the student notebook as released,
-    `one_wrong` the solution with `wrong_exercise` left unanswered.
+def roundtrip(
+    repo: Path, chapter: str, workdir: Path, answers: dict[str, dict[str, str]] | None = None
+) -> dict[str, Score]:
+    """Autograde `chapter` on a copy of the course in `workdir`: the instructor's `solution`,
+    the `untouched` student notebook, and one submission per entry of `answers`
+    (student id -> {grade_id: replacement source of that exercise cell}).
     """
     root = workdir / "course"
     (root / "grader").mkdir(parents=True)
@@ -164,10 +177,25 @@ def roundtrip(repo: Path, chapter: str, wrong_exercise: str, workdir: Path) -> d
     solution = root / "solutions" / chapter / notebook.name
     submit(root, chapter, "solution", solution)
     submit(root, chapter, "untouched", notebook)
-    one_wrong = root / "one_wrong.ipynb"
-    one_wrong.write_text(json.dumps(with_exercise_unanswered(solution, notebook, wrong_exercise)))
-    submit(root, chapter, "one_wrong", one_wrong)
+    for student, replaced in (answers or {}).items():
+        variant = workdir / f"{student}.ipynb"
+        variant.write_text(json.dumps(with_answers(solution, replaced)))
+        submit(root, chapter, student, variant)
     return autograde(root, chapter)
+
+
+def cell_scores(root: Path, chapter: str, student: str) -> dict[str, float]:
+    """{grade_id: points} of every autograded test cell in one student's graded submission."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'grader' / 'gradebook.db'}") as gradebook:
+        submission = gradebook.find_submission(chapter, student)
+        return {
+            grade.name: grade.score
+            for notebook in submission.notebooks
+            for grade in notebook.grades
+            if grade.cell.cell_type == "code"
+        }
 
 
 def main(argv: list[str] | None = None) -> int:

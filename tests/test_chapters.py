@@ -1,0 +1,333 @@
+"""Each solution runs once (papermill, fast mode), and that one kernel then proves three things:
+the notebook produces what it teaches, its graders accept every correct variant answer and reject
+every listed mistake (tests/chapters/<chapter>.py), and the numbers its prose quotes are the run's.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import time
+from pathlib import Path
+from types import ModuleType
+from unittest import mock
+
+import nbformat
+import papermill
+import papermill.engines
+import pytest
+from conftest import CHAPTERS, REPO
+from nbclient.exceptions import CellExecutionError
+from papermill.clientwrap import PapermillNotebookClient
+
+from scalelab import grading
+
+EXECUTED = REPO / "build" / "executed"
+VARIANTS_FILE = "variants.json"
+
+
+def check_01_savedmodel(results: dict, workdir: Path) -> None:
+    assert results["keras_test_accuracy"] > 0.85
+    assert results["savedmodel_max_abs_diff"] < 1e-6
+    assert results["cli_mentions_uint8_input"] is True
+    assert results["naive_export_runs_in_saved_model_cli"] is False  # the lesson still holds
+    assert results["versions"] == ["0001", "0002"]
+    for version in results["versions"]:
+        assert (workdir / "models" / "digits" / version / "saved_model.pb").is_file()
+    assert (workdir / "exports" / "custom_export" / "assets" / "class_names.txt").is_file()
+
+
+def check_02_tf_serving(results: dict, workdir: Path) -> None:
+    naive = results["naive_copy"]  # the trap, as TF Serving springs it: loaded without variables
+    assert naive["states"] == {"2": "AVAILABLE", "1": "END"}, naive
+    assert naive["failed"] > 0 and "variable" in naive["error"].lower(), naive
+    swap = results["hot_swap"]
+    assert swap["failed"] == 0 and swap["requests"] > 50, swap
+    assert 0 < results["canary_share"] < 0.3
+    for states in results["two_servers"].values():
+        assert states["3"] == "AVAILABLE", results["two_servers"]
+    assert [row["errors"] for row in results["batching"]] == [0, 0]
+    assert (workdir / "models" / "digits" / "0003" / "saved_model.pb").is_file()
+    assert (workdir / "models" / "retired" / "digits-2" / "saved_model.pb").is_file()
+
+
+def check_03_rest_vs_grpc(results: dict, workdir: Path) -> None:
+    # What was measured, not how fast: timings belong to the benchmark, not to tests.
+    assert {row["protocol"] for row in results["single_instance_ms"]} == {"REST", "gRPC"}
+    sizes = {
+        (r["encoding"], r["batch size"]): r["bytes/instance"]
+        for r in results["payload_bytes_per_instance"]
+    }
+    assert sizes[("photos json_row", 1)] > 3 * sizes[("photos protobuf", 1)]  # bytes, not time
+    for sweep in ("digits_sweep", "photos_sweep", "concurrency"):
+        assert results[sweep] and all(row["errors"] == 0 for row in results[sweep]), sweep
+    protocols = {row["protocol"] for row in results["digits_sweep"]}
+    assert protocols == {"REST row", "REST columnar", "REST gzip", "gRPC"}
+    assert results["grpc_over_rest_at_largest_batch"] > 0
+    server = results["server"]  # every figure names it
+    assert server["backend"] in {"local", "docker", "binary", "remote"}, server
+    assert server["description"].startswith(f"{server['backend']} backend: "), server
+    # Where the time goes: every protocol at every batch size, each part measured, bytes sane.
+    steps = results["time_breakdown"]
+    assert {(r["protocol"], r["batch size"]) for r in steps} == {
+        (p, b) for p in protocols for b in (1, 256, 1024)
+    }, steps
+    parts = ("encode ms", "transfer ms", "server ms", "decode ms", "total ms", "server share")
+    for row in steps:
+        assert row["errors"] == 0 and row["repeats"] >= 3, row
+        assert all(row[part] >= 0 for part in parts), row
+        assert row["request bytes"] > 0 and row["response bytes"] > 0, row
+    request = {(r["protocol"], r["batch size"]): r["request bytes"] for r in steps}
+    for size in (256, 1024):  # bytes, not time
+        assert request[("REST gzip", size)] < request[("REST row", size)] / 2
+        assert request[("gRPC", size)] < request[("REST row", size)] / 2
+    # On a real network: loopback and at least one throttled link, every protocol, no failures.
+    for key, sizes in (("link_sweep_digits", {1, 1024}), ("link_sweep_photos", {1})):
+        rows = results[key]
+        links = {row["link"] for row in rows}
+        assert "loopback" in links and any("Mbit/s" in link for link in links), links
+        assert {(r["link"], r["protocol"], r["batch size"]) for r in rows} >= {
+            (link, p, b) for link in links for p in ("REST row", "REST gzip", "gRPC") for b in sizes
+        }, key
+        assert all(row["errors"] == 0 and row["requests"] >= 2 for row in rows), key
+        sent = {(r["link"], r["protocol"]): r["bytes sent/instance"] for r in rows}
+        assert sent[("loopback", "REST gzip")] < sent[("loopback", "REST row")], key
+    assert len(results["link_ratios"]) >= 3 * 2, results["link_ratios"]
+
+
+def check_04_tflite(results: dict, workdir: Path) -> None:
+    assert results["float_tflite_max_abs_diff"] < 1e-5
+    assert results["op_counts"]["tflite"] < results["op_counts"]["savedmodel"] / 5
+    sizes = {row["variant"]: row["KB"] for row in results["variants"]}
+    assert sizes["TFLite int8"] < 0.35 * sizes["TFLite float"], sizes  # bytes, not time
+    assert sizes["TFLite float16"] < 0.6 * sizes["TFLite float"], sizes
+    assert all(row["accuracy"] > 0.7 for row in results["variants"]), results["variants"]
+    assert results["choice"] in sizes
+    assert results["qat"]["keras"].startswith("tf_keras")
+    assert min(results["qat"][k] for k in ("ptq_int8_accuracy", "qat_int8_accuracy")) > 0.5
+    assert (workdir / "exports" / "digits_float.tflite").is_file()
+
+
+def check_05_distribution(results: dict, workdir: Path) -> None:
+    assert results["data_parallel_max_gradient_difference"] < 1e-5
+    assert results["model_parallel_bytes_per_step"] > 0
+    assert [row["replicas"] for row in results["strategies"]] == [1, 2, 2]
+    assert results["mwms_same_weights"] is True
+    assert all(2 <= epoch < 3 for epoch in results["fault_tolerance"].values()), results
+    assert results["ps_tasks_holding_variables"] == ["ps:0", "ps:1"]
+    assert [row["workers"] for row in results["scaling"]] == [1, 2, 3]
+
+
+CHECKS = {
+    "01_savedmodel": check_01_savedmodel,
+    "02_tf_serving": check_02_tf_serving,
+    "03_rest_vs_grpc": check_03_rest_vs_grpc,
+    "04_tflite": check_04_tflite,
+    "05_distribution": check_05_distribution,
+}
+
+
+def chapter_data(chapter: str) -> ModuleType:
+    """tests/chapters/<chapter>.py: CORRECT and WRONG answers per exercise, CLAIMS of its prose."""
+    path = REPO / "tests" / "chapters" / f"{chapter}.py"
+    spec = importlib.util.spec_from_file_location(f"chapter_{chapter}", path)
+    assert spec and spec.loader, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def code_exercises(chapter: str) -> dict[str, dict[str, str]]:
+    """{grade_id: {"solution", "test", "stub"}} sources of every auto-graded exercise."""
+    name = f"{chapter}.ipynb"
+    cells = json.loads((REPO / "solutions" / chapter / name).read_text())["cells"]
+    by_id = {
+        meta["grade_id"]: "".join(cell["source"])
+        for cell in cells
+        if (meta := cell["metadata"].get("nbgrader", {})).get("grade_id")
+    }
+    stubs = grading.exercise_stubs(REPO / "notebooks" / chapter / name)
+    return {
+        grade_id: {
+            "solution": by_id[grade_id],
+            "test": by_id[grading.test_id(grade_id)],
+            "stub": stub,
+        }
+        for grade_id, stub in stubs.items()
+    }
+
+
+def cases(chapter: str, grade_id: str) -> list[tuple[str, str, bool]]:
+    """(description, source, should pass) of every answer to grade for one exercise."""
+    data = chapter_data(chapter)
+    stub = code_exercises(chapter)[grade_id]["stub"]
+    return [
+        ("unanswered (as released)", stub, False),
+        *((name, source, True) for name, source in data.CORRECT.get(grade_id, {}).items()),
+        *((name, source, False) for name, source in data.WRONG.get(grade_id, {}).items()),
+    ]
+
+
+class _GradeVariantsAfterRun(PapermillNotebookClient):
+    """Papermill's client, which after a successful run grades the variants in the same kernel."""
+
+    chapter: str | None = None
+
+    def papermill_execute_cells(self) -> None:
+        super().papermill_execute_cells()
+        if self.chapter and not any(
+            cell.metadata.get("papermill", {}).get("exception") for cell in self.nb.cells
+        ):
+            scratch = nbformat.v4.new_code_cell()
+            self.nb.cells.append(scratch)
+            try:
+                outcomes = self.grade_variants(len(self.nb.cells) - 1)
+            finally:
+                self.nb.cells.pop()
+            (Path.cwd() / VARIANTS_FILE).write_text(json.dumps(outcomes, indent=1))
+
+    def run(self, source: str, index: int) -> str | None:
+        """Run `source` in the notebook's kernel; the error it raised, or None."""
+        try:
+            self.execute_cell(nbformat.v4.new_code_cell(source), index)
+        except CellExecutionError as error:
+            return f"{error.ename}: {error.evalue}"[:300] or "error"
+        return None
+
+    def grade_variants(self, index: int) -> list[dict]:
+        outcomes = []
+        for grade_id, sources in code_exercises(self.chapter).items():
+            for name, source, should_pass in cases(self.chapter, grade_id):
+                self.run(source, index)
+                error = self.run(sources["test"], index)
+                outcomes.append(
+                    {
+                        "exercise": grade_id,
+                        "answer": name,
+                        "should_pass": should_pass,
+                        "error": error,
+                    }
+                )
+            restored = self.run(sources["solution"], index) or self.run(sources["test"], index)
+            assert restored is None, (
+                f"{grade_id}: the solution fails after its variants: {restored}"
+            )
+        return outcomes
+
+
+class _GradingEngine(papermill.engines.NBClientEngine):
+    @classmethod
+    def execute_managed_notebook(cls, *args, **kwargs):  # type: ignore[no-untyped-def]
+        with mock.patch.object(
+            papermill.engines, "PapermillNotebookClient", _GradeVariantsAfterRun
+        ):
+            return super().execute_managed_notebook(*args, **kwargs)
+
+
+papermill.engines.papermill_engines.register("scalelab-variants", _GradingEngine)
+_EXECUTED: dict[str, tuple[dict, Path, float]] = {}
+
+
+def executed(chapter: str) -> tuple[dict, Path, float]:
+    """Execute the chapter's solution once per test process: (results, work folder, seconds)."""
+    if chapter not in _EXECUTED:
+        workdir = EXECUTED / chapter
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        started = time.perf_counter()
+        _GradeVariantsAfterRun.chapter = chapter
+        try:
+            papermill.execute_notebook(
+                REPO / "solutions" / chapter / f"{chapter}.ipynb",
+                workdir / f"{chapter}.ipynb",
+                parameters={"FAST": True},
+                cwd=workdir,
+                kernel_name="python3",
+                progress_bar=False,
+                engine_name="scalelab-variants",
+            )
+        finally:
+            _GradeVariantsAfterRun.chapter = None
+        results = json.loads((workdir / "results.json").read_text())
+        _EXECUTED[chapter] = (results, workdir, time.perf_counter() - started)
+    return _EXECUTED[chapter]
+
+
+def grouped(chapter: str, *values: object) -> object:
+    """A test parameter that runs on the worker that executed `chapter` (pytest-xdist loadgroup)."""
+    return pytest.param(
+        chapter,
+        *values,
+        marks=pytest.mark.xdist_group(chapter),
+        id="-".join([chapter, *map(str, values)]),
+    )
+
+
+def test_every_chapter_has_output_checks_and_answer_variants():
+    assert sorted(CHECKS) == CHAPTERS
+    for chapter in CHAPTERS:
+        data = chapter_data(chapter)
+        for grade_id in code_exercises(chapter):
+            assert data.WRONG.get(grade_id), f"{chapter}: no wrong answer to {grade_id} is tried"
+            if grade_id.startswith("ex_"):
+                assert len(data.CORRECT.get(grade_id, {})) >= 2, f"{chapter}: {grade_id}"
+        unknown = (set(data.CORRECT) | set(data.WRONG)) - set(code_exercises(chapter))
+        assert not unknown, f"{chapter}: variants for no exercise: {unknown}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter", [grouped(c) for c in CHAPTERS])
+def test_solution_runs_in_fast_mode_and_records_its_results(chapter, record_property):
+    results, workdir, seconds = executed(chapter)
+    record_property("executed_notebook", chapter)
+    record_property("summary", f"{chapter} executed in {seconds:.0f} s (fast mode, with variants)")
+    CHECKS[chapter](results, workdir)
+    notebook = json.loads((workdir / f"{chapter}.ipynb").read_text())
+    stderr = [
+        "".join(output["text"])
+        for cell in notebook["cells"]
+        for output in cell.get("outputs", [])
+        if output.get("name") == "stderr"
+    ]
+    assert stderr == [], f"the notebook wrote to stderr: {stderr[:2]}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("chapter", "grade_id"),
+    [grouped(chapter, grade_id) for chapter in CHAPTERS for grade_id in code_exercises(chapter)],
+)
+def test_graders_accept_every_correct_answer_and_reject_every_listed_mistake(chapter, grade_id):
+    _, workdir, _ = executed(chapter)
+    outcomes = [
+        o for o in json.loads((workdir / VARIANTS_FILE).read_text()) if o["exercise"] == grade_id
+    ]
+    assert len(outcomes) == len(cases(chapter, grade_id))
+    unfair = [
+        f"{o['answer']!r}: " + (f"rejected ({o['error']})" if o["should_pass"] else "accepted")
+        for o in outcomes
+        if (o["error"] is None) != o["should_pass"]
+    ]
+    assert not unfair, f"{grade_id} graded unfairly: " + "; ".join(unfair)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter", [grouped(c) for c in CHAPTERS])
+def test_numbers_quoted_in_prose_are_the_recorded_results(chapter):
+    results, _, _ = executed(chapter)
+    prose = "\n".join(
+        "".join(cell["source"])
+        for cell in json.loads((REPO / "solutions" / chapter / f"{chapter}.ipynb").read_text())[
+            "cells"
+        ]
+        if cell["cell_type"] == "markdown"
+    )
+    wrong = []
+    for quote, (value, low, high) in chapter_data(chapter).CLAIMS.items():
+        assert quote in prose, f"{chapter}: the prose no longer says {quote!r}: update CLAIMS"
+        if not low <= value(results) <= high:
+            wrong.append(
+                f"{quote!r} but the run gives {value(results):.3g} (not in [{low}, {high}])"
+            )
+    assert not wrong, f"{chapter}: " + "; ".join(wrong)

@@ -5,6 +5,7 @@ every listed mistake (tests/chapters/<chapter>.py), and the numbers its prose qu
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import shutil
@@ -158,6 +159,21 @@ def code_exercises(chapter: str) -> dict[str, dict[str, str]]:
     }
 
 
+def bound_names(source: str) -> set[str]:
+    """Names a cell binds at top level: defs, classes, assignment targets."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    names = set()
+    for node in ast.parse(TransformerManager().transform_cell(source)).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    return names
+
+
 def cases(chapter: str, grade_id: str) -> list[tuple[str, str, bool]]:
     """(description, source, should pass) of every answer to grade for one exercise."""
     data = chapter_data(chapter)
@@ -198,7 +214,10 @@ class _GradeVariantsAfterRun(PapermillNotebookClient):
     def grade_variants(self, index: int) -> list[dict]:
         outcomes = []
         for grade_id, sources in code_exercises(self.chapter).items():
+            names = sorted(bound_names(sources["solution"]))
+            forget = f"for _name in {names}: globals().pop(_name, None)"
             for name, source, should_pass in cases(self.chapter, grade_id):
+                self.run(forget, index)  # as in a fresh kernel: no value left by the solution
                 self.run(source, index)
                 error = self.run(sources["test"], index)
                 outcomes.append(

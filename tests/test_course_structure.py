@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest import CHAPTERS, REPO
+from IPython.core.inputtransformer2 import TransformerManager
+from test_chapters import bound_names
 
 from scalelab import grading
 
@@ -91,19 +93,6 @@ FALLBACKS = {
 }  # course.answer(lambda: name, reference), course.answer_value
 
 
-def top_level_names(tree: ast.Module) -> set[str]:
-    """Names a cell binds at top level: defs, classes, assignment targets."""
-    names = set()
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.add(node.name)
-        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for target in targets:
-                names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
-    return names
-
-
 def loads_outside_fallbacks(tree: ast.Module) -> set[str]:
     """Names a cell reads, except inside the student thunk given to course.answer(_value)."""
     allowed: set[int] = set()
@@ -123,12 +112,6 @@ def loads_outside_fallbacks(tree: ast.Module) -> set[str]:
     }
 
 
-def parse(source: str) -> ast.Module:
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    return ast.parse(TransformerManager().transform_cell(source))
-
-
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.parent.name)
 def test_no_later_cell_uses_an_exercise_answer_except_through_the_fallback(path):
     """One stuck exercise costs only its own points: later cells reach its answer only via
@@ -139,9 +122,10 @@ def test_no_later_cell_uses_an_exercise_answer_except_through_the_fallback(path)
         if cell["cell_type"] != "code":
             continue
         meta = nbgrader_meta(cell)
-        tree = parse("".join(cell["source"]))
+        source = "".join(cell["source"])
+        tree = ast.parse(TransformerManager().transform_cell(source))
         if meta.get("solution"):
-            answers.update(dict.fromkeys(top_level_names(tree), meta["grade_id"]))
+            answers.update(dict.fromkeys(bound_names(source), meta["grade_id"]))
             continue
         own = meta.get("grade_id", "").removeprefix("test_")
         used = {
@@ -154,7 +138,7 @@ def test_no_later_cell_uses_an_exercise_answer_except_through_the_fallback(path)
         misuse += [
             f"{name} (from {ex}) in: {''.join(cell['source'])[:60]!r}" for name, ex in used.items()
         ]
-        for name in top_level_names(tree):  # a later cell that rebinds a name owns it from then on
+        for name in bound_names(source):  # a later cell that rebinds a name owns it from then on
             if not meta.get("grade"):
                 answers.pop(name, None)
     assert not misuse, "\n".join(misuse)

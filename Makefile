@@ -30,8 +30,16 @@ lint: install  ## ruff over the library, tests and notebooks; hadolint; docker c
 		{ echo "install docker compose (Debian: apt-get install docker-compose) to check docker-compose.yml"; exit 1; }
 	if docker compose version >/dev/null 2>&1; then docker compose config -q; else docker-compose config -q; fi
 
-test: lint  ## every test: library, conformance, notebooks in fast mode, grading round trips
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+# $(call stage,name,command): run command, then print and keep its wall time (printed again at the end).
+STAGES := build/stages.txt
+stage = start=$$(date +%s); $(2); rc=$$?; \
+	echo "stage $(1): $$(( $$(date +%s) - start )) s (exit $$rc)" | tee -a $(STAGES); exit $$rc
+
+test: install  ## every test: lint, library, conformance, notebooks in fast mode, grading round trips
+	@mkdir -p build && rm -f $(STAGES)
+	@$(call stage,lint,$(MAKE) --no-print-directory lint)
+	@$(call stage,pytest,$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=12)
+	@echo "wall time per stage:" && cat $(STAGES)
 
 # Slower: a real `nbgrader autograde` per blanked exercise and per variant answer (~1 h on 2 cores).
 test-exhaustive: install  ## grading proven exhaustively with real nbgrader (not in `make test`)

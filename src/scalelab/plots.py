@@ -8,7 +8,13 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, ScalarFormatter
+from matplotlib.ticker import (
+    FuncFormatter,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+    ScalarFormatter,
+)
 
 
 def _with_source(fig: Figure, source: str) -> Figure:
@@ -93,12 +99,28 @@ def latency_over_time(
     if marker is not None:
         ax.axvline(marker, color="gray", linestyle="--", label=marker_label or None)
     ax.set(xlabel="time since the load started (s)", ylabel="latency (ms)", yscale="log")
-    ax.yaxis.set_major_formatter(ScalarFormatter())
+    latencies = [s.latency * 1000 for s in samples]
+    if latencies:  # labelled 1-2-5 ticks, one at or beyond each end: never a lone tick
+        ticks = _one_two_five(min(latencies), max(latencies))
+        ax.set_ylim(ticks[0] / 1.15, ticks[-1] * 1.15)
+        ax.set_yticks(ticks, labels=[f"{tick:g}" for tick in ticks])
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_title("Request latency over time")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=8)
     return _with_source(fig, source)
+
+
+def _one_two_five(low: float, high: float) -> list[float]:
+    """The 1-2-5 steps (..., 1, 2, 5, 10, 20, ...) from the largest at or below `low` to the
+    smallest at or above `high`: at least two, for a log axis spanning low..high."""
+    low = max(low, 1e-3)
+    high = max(high, low * 1.01)
+    first, last = int(np.floor(np.log10(low))), int(np.ceil(np.log10(high)))
+    steps = [m * 10.0**e for e in range(first, last + 1) for m in (1, 2, 5)]
+    bottom = max(step for step in steps if step <= low * (1 + 1e-9))
+    top = min(step for step in steps if step >= high * (1 - 1e-9))
+    return [step for step in steps if bottom <= step <= top]
 
 
 def traffic_split(hits_by_label: dict[str, np.ndarray], source: str = "") -> Figure:
@@ -315,20 +337,43 @@ def op_counts(before: dict[str, int], after: dict[str, int], top: int = 14) -> F
     return fig
 
 
-def size_accuracy(rows: Sequence[dict[str, Any]]) -> Figure:
-    """Model size against accuracy per variant; marker area shows single-sample latency."""
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    slowest = max(r["1 sample ms"] for r in rows)
+def size_accuracy(
+    rows: Sequence[dict[str, Any]], baseline: str = "TFLite float", points: float = 1.0
+) -> Figure:
+    """Accuracy against file size (log scale) per variant: the `baseline` row as a dashed line,
+    the band `points` accuracy points below it, each point labelled with its size ratio."""
+    base = next(r for r in rows if r["variant"] == baseline)
+    base_pct = 100 * base["accuracy"]
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    ax.axhline(base_pct, color="black", linestyle="--", linewidth=1)
+    ax.axhspan(base_pct - points, base_pct, color="tab:green", alpha=0.12,
+               label=f"at most {points:g} point below {baseline}")  # fmt: skip
     for i, row in enumerate(sorted(rows, key=lambda r: r["KB"])):
-        ax.scatter(row["KB"], row["accuracy"], s=60 + 400 * row["1 sample ms"] / slowest, alpha=0.7)
-        offset = (6, 8) if i % 2 == 0 else (6, -14)  # alternate, so close points stay readable
-        ax.annotate(row["variant"], (row["KB"], row["accuracy"]), fontsize=8,
-                    xytext=offset, textcoords="offset points")  # fmt: skip
-    ax.set(xlabel="size (KB)", ylabel="test accuracy", xscale="log")
-    ax.xaxis.set_major_formatter(ScalarFormatter())
+        pct = 100 * row["accuracy"]
+        is_base = row["variant"] == baseline
+        style = {"marker": "*", "s": 160, "color": "black"} if is_base else {"s": 60}
+        ax.scatter(row["KB"], pct, zorder=3, **style)
+        ratio = base["KB"] / row["KB"]
+        size = f"{ratio:.1f}× smaller" if ratio >= 1 else f"{1 / ratio:.1f}× larger"
+        size = "baseline" if is_base else size
+        above = i % 2 == 0  # alternate, so neighbours' labels do not overlap
+        ax.annotate(f"{row['variant']}\n{row['KB']:,.0f} KB, {size}\n{pct:.1f}%",
+                    (row["KB"], pct), xytext=(0, 10 if above else -10), fontsize=7.5,
+                    textcoords="offset points", ha="center",
+                    va="bottom" if above else "top")  # fmt: skip
+    accuracies = [100 * r["accuracy"] for r in rows]
+    ax.set_ylim(min(*accuracies, base_pct - points) - 2 * points,
+                max(*accuracies, base_pct) + 2 * points)  # fmt: skip
+    sizes = [r["KB"] for r in rows]
+    ax.set_xscale("log")
+    ax.set_xlim(min(sizes) / 1.6, max(sizes) * 1.6)
+    ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_title("Size vs accuracy (marker area: single-sample latency)")
+    ax.set(xlabel="file size (KB, log scale): smaller is to the left", ylabel="test accuracy (%)")
+    ax.set_title(f"Size vs accuracy: dashed line = {baseline}")
     ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
 

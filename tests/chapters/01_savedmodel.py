@@ -436,4 +436,17 @@ CLAIMS = {
         1.8,
         2.3,
     ),
+    # section 7: version 2 (hidden layer twice as wide) against version 1
+    "about twice as large as version 1's": (
+        lambda results: (
+            results["version_kb"]["2"]["variables"] / results["version_kb"]["1"]["variables"]
+        ),
+        1.8,
+        2.2,
+    ),
+    "is the same size": (
+        lambda results: results["version_kb"]["2"]["graph"] / results["version_kb"]["1"]["graph"],
+        0.95,
+        1.05,
+    ),
 }

@@ -260,6 +260,13 @@ WRONG = {
     for image in np.asarray(images[:n], dtype=np.float32):
         yield [image[None] / 255.0]
 """,
+        "returns a generator function, not the samples": """def representative_dataset(images, n=100):
+    def samples():
+        for image in np.asarray(images[:n], dtype=np.float32):
+            yield [image[None]]
+
+    return samples
+""",
         "a random sample, not the first n": """def representative_dataset(images, n=100):
     rng = np.random.default_rng(0)
     for i in rng.permutation(len(images))[:n]:

@@ -40,7 +40,7 @@ SIZES: dict[str, dict[str, tuple[Any, Any]]] = {
         "encode_repeats": (3, 7),
     },
     "04_tflite": {"epochs": (5, 20), "qat_epochs": (2, 6)},
-    "05_distribution": {"epochs": (3, 10), "steps": (10, 50)},
+    "05_distribution": {"epochs": (5, 10), "steps": (10, 50)},
 }
 
 

@@ -24,9 +24,8 @@ def versions(rest_url: str, model_name: str = "digits") -> dict[int, str]:
 def wait_for_version(
     rest_url: str, version: int, model_name: str = "digits", timeout: float = 60
 ) -> float:
-    """Wait until the server reports `version` AVAILABLE; return the seconds waited.
-
-    Raises TimeoutError when `timeout` seconds pass first."""
+    """Wait until the server reports `version` AVAILABLE; return the seconds waited
+    (TimeoutError when `timeout` seconds pass first)."""
     started = time.perf_counter()
     while versions(rest_url, model_name).get(version) != "AVAILABLE":
         if time.perf_counter() - started > timeout:

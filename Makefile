@@ -41,7 +41,7 @@ test: install  ## every test: lint, library, conformance, notebooks in fast mode
 	@$(call stage,pytest,$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=12)
 	@echo "wall time per stage:" && cat $(STAGES)
 
-# Slower: a real `nbgrader autograde` per blanked exercise and per variant answer (~1 h on 2 cores).
+# Slower: a real `nbgrader autograde` per blanked exercise, with correct variants elsewhere (~45 min).
 test-exhaustive: install  ## grading proven exhaustively with real nbgrader (not in `make test`)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m exhaustive tests/test_grading_roundtrip.py
 

@@ -38,12 +38,12 @@ stage = start=$$(date +%s); $(2); rc=$$?; \
 test: install  ## every test: lint, library, conformance, notebooks in fast mode, grading round trips
 	@mkdir -p build && rm -f $(STAGES)
 	@$(call stage,lint,$(MAKE) --no-print-directory lint)
-	@$(call stage,pytest,$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=12)
+	@$(call stage,pytest,$(BIN)/python -m pytest -n 2 --durations=12)
 	@echo "wall time per stage:" && cat $(STAGES)
 
 # Slower: a real `nbgrader autograde` per blanked exercise, with correct variants elsewhere (~45 min).
 test-exhaustive: install  ## grading proven exhaustively with real nbgrader (not in `make test`)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m exhaustive tests/test_grading_roundtrip.py
+	$(BIN)/python -m pytest -n 2 -m exhaustive tests/test_grading_roundtrip.py
 
 bench: install  ## benchmarks, measured side by side in one run (not part of the tests)
 	$(BIN)/python -m scalelab.bench rest-vs-grpc

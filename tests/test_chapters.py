@@ -245,42 +245,29 @@ class _GradingEngine(papermill.engines.NBClientEngine):
 
 
 papermill.engines.papermill_engines.register("scalelab-variants", _GradingEngine)
-_EXECUTED: dict[str, tuple[dict, Path, float]] = {}
 
 
-def executed(chapter: str) -> tuple[dict, Path, float]:
-    """Execute the chapter's solution once per test process: (results, work folder, seconds)."""
-    if chapter not in _EXECUTED:
-        workdir = EXECUTED / chapter
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
-        started = time.perf_counter()
-        _GradeVariantsAfterRun.chapter = chapter
-        try:
-            papermill.execute_notebook(
-                REPO / "solutions" / chapter / f"{chapter}.ipynb",
-                workdir / f"{chapter}.ipynb",
-                parameters={"FAST": True},
-                cwd=workdir,
-                kernel_name="python3",
-                progress_bar=False,
-                engine_name="scalelab-variants",
-            )
-        finally:
-            _GradeVariantsAfterRun.chapter = None
-        results = json.loads((workdir / "results.json").read_text())
-        _EXECUTED[chapter] = (results, workdir, time.perf_counter() - started)
-    return _EXECUTED[chapter]
-
-
-def grouped(chapter: str, *values: object) -> object:
-    """A test parameter that runs on the worker that executed `chapter` (pytest-xdist loadgroup)."""
-    return pytest.param(
-        chapter,
-        *values,
-        marks=pytest.mark.xdist_group(chapter),
-        id="-".join([chapter, *map(str, values)]),
-    )
+def execute(chapter: str) -> tuple[dict, Path, float]:
+    """Execute the chapter's solution and grade its variants: (results, work folder, seconds)."""
+    workdir = EXECUTED / chapter
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    started = time.perf_counter()
+    _GradeVariantsAfterRun.chapter = chapter
+    try:
+        papermill.execute_notebook(
+            REPO / "solutions" / chapter / f"{chapter}.ipynb",
+            workdir / f"{chapter}.ipynb",
+            parameters={"FAST": True},
+            cwd=workdir,
+            kernel_name="python3",
+            progress_bar=False,
+            engine_name="scalelab-variants",
+        )
+    finally:
+        _GradeVariantsAfterRun.chapter = None
+    results = json.loads((workdir / "results.json").read_text())
+    return results, workdir, time.perf_counter() - started
 
 
 def test_every_chapter_has_output_checks_and_answer_variants():
@@ -296,57 +283,46 @@ def test_every_chapter_has_output_checks_and_answer_variants():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("chapter", [grouped(c) for c in CHAPTERS])
-def test_solution_runs_in_fast_mode_and_records_its_results(chapter, record_property):
-    results, workdir, seconds = executed(chapter)
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_solution_runs_records_its_results_grades_every_variant_fairly_and_quotes_its_numbers(
+    chapter, subtests, record_property
+):
+    """One execution per chapter; each thing it proves is a subtest that fails on its own."""
+    results, workdir, seconds = execute(chapter)
     record_property("executed_notebook", chapter)
     record_property("summary", f"{chapter} executed in {seconds:.0f} s (fast mode, with variants)")
-    CHECKS[chapter](results, workdir)
-    notebook = json.loads((workdir / f"{chapter}.ipynb").read_text())
-    stderr = [
-        "".join(output["text"])
-        for cell in notebook["cells"]
-        for output in cell.get("outputs", [])
-        if output.get("name") == "stderr"
-    ]
-    assert stderr == [], f"the notebook wrote to stderr: {stderr[:2]}"
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("chapter", "grade_id"),
-    [grouped(chapter, grade_id) for chapter in CHAPTERS for grade_id in code_exercises(chapter)],
-)
-def test_graders_accept_every_correct_answer_and_reject_every_listed_mistake(chapter, grade_id):
-    _, workdir, _ = executed(chapter)
-    outcomes = [
-        o for o in json.loads((workdir / VARIANTS_FILE).read_text()) if o["exercise"] == grade_id
-    ]
-    assert len(outcomes) == len(cases(chapter, grade_id))
-    unfair = [
-        f"{o['answer']!r}: " + (f"rejected ({o['error']})" if o["should_pass"] else "accepted")
-        for o in outcomes
-        if (o["error"] is None) != o["should_pass"]
-    ]
-    assert not unfair, f"{grade_id} graded unfairly: " + "; ".join(unfair)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("chapter", [grouped(c) for c in CHAPTERS])
-def test_numbers_quoted_in_prose_are_the_recorded_results(chapter):
-    results, _, _ = executed(chapter)
-    prose = "\n".join(
-        "".join(cell["source"])
-        for cell in json.loads((REPO / "solutions" / chapter / f"{chapter}.ipynb").read_text())[
-            "cells"
+    with subtests.test("what the notebook recorded, and nothing on stderr"):
+        CHECKS[chapter](results, workdir)
+        notebook = json.loads((workdir / f"{chapter}.ipynb").read_text())
+        stderr = [
+            "".join(output["text"])
+            for cell in notebook["cells"]
+            for output in cell.get("outputs", [])
+            if output.get("name") == "stderr"
         ]
-        if cell["cell_type"] == "markdown"
-    )
-    wrong = []
-    for quote, (value, low, high) in chapter_data(chapter).CLAIMS.items():
-        assert quote in prose, f"{chapter}: the prose no longer says {quote!r}: update CLAIMS"
-        if not low <= value(results) <= high:
-            wrong.append(
-                f"{quote!r} but the run gives {value(results):.3g} (not in [{low}, {high}])"
-            )
-    assert not wrong, f"{chapter}: " + "; ".join(wrong)
+        assert stderr == [], f"the notebook wrote to stderr: {stderr[:2]}"
+    outcomes = json.loads((workdir / VARIANTS_FILE).read_text())
+    for grade_id in code_exercises(chapter):
+        with subtests.test(f"graders of {grade_id} accept every correct answer, reject mistakes"):
+            mine = [o for o in outcomes if o["exercise"] == grade_id]
+            assert len(mine) == len(cases(chapter, grade_id))
+            unfair = [
+                f"{o['answer']!r}: "
+                + (f"rejected ({o['error']})" if o["should_pass"] else "accepted")
+                for o in mine
+                if (o["error"] is None) != o["should_pass"]
+            ]
+            assert not unfair, f"{grade_id} graded unfairly: " + "; ".join(unfair)
+    with subtests.test("numbers quoted in the prose are the run's"):
+        notebook = json.loads((REPO / "solutions" / chapter / f"{chapter}.ipynb").read_text())
+        prose = "\n".join(
+            "".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "markdown"
+        )
+        wrong = []
+        for quote, (value, low, high) in chapter_data(chapter).CLAIMS.items():
+            assert quote in prose, f"{chapter}: the prose no longer says {quote!r}: update CLAIMS"
+            if not low <= value(results) <= high:
+                wrong.append(
+                    f"{quote!r}: the run gives {value(results):.3g}, not in [{low}, {high}]"
+                )
+        assert not wrong, f"{chapter}: " + "; ".join(wrong)

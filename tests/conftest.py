@@ -17,23 +17,21 @@ def repo() -> Path:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]
     """Print what each slow test reported (notebooks run, round-trip scores), also under xdist."""
-    lines = [
-        str(value)
+    # A test with subtests reports once per subtest, each carrying the test's properties.
+    calls = [
+        report
         for reports in terminalreporter.stats.values()
         for report in reports
         if getattr(report, "when", None) == "call"
-        for name, value in getattr(report, "user_properties", [])
-        if name == "summary"
     ]
-    executed = sum(
-        1
-        for reports in terminalreporter.stats.values()
-        for report in reports
-        if getattr(report, "when", None) == "call"
-        and any(name == "executed_notebook" for name, _ in getattr(report, "user_properties", []))
+    lines = sorted(
+        {str(value) for r in calls for name, value in r.user_properties if name == "summary"}
+    )
+    executed = len(
+        {r.nodeid for r in calls for name, _ in r.user_properties if name == "executed_notebook"}
     )
     if lines:
         terminalreporter.section("scalelab: notebooks executed and grading round trips")
-        for line in sorted(lines):
+        for line in lines:
             terminalreporter.write_line(line)
         terminalreporter.write_line(f"{executed} solution notebook(s) executed with papermill")

@@ -162,26 +162,64 @@ def with_answers(solution: Path, answers: dict[str, str]) -> dict:
     return solved
 
 
-def roundtrip(
-    repo: Path, chapter: str, workdir: Path, answers: dict[str, dict[str, str]] | None = None
-) -> dict[str, Score]:
-    """Autograde `chapter` on a copy of the course in `workdir`: the instructor's `solution`,
-    the `untouched` student notebook, and one submission per entry of `answers`
-    (student id -> {grade_id: replacement source of that exercise cell}).
-    """
-    root = workdir / "course"
+def course_copy(repo: Path, chapter: str, root: Path) -> tuple[Path, Path]:
+    """A grading course for `chapter` at `root`, released: (solution, student notebook)."""
     (root / "grader").mkdir(parents=True)
     shutil.copyfile(repo / CONFIG, root / CONFIG)
     shutil.copytree(repo / "solutions" / chapter, root / "solutions" / chapter)
     (notebook,) = release(root, chapter)
-    solution = root / "solutions" / chapter / notebook.name
-    submit(root, chapter, "solution", solution)
+    return root / "solutions" / chapter / notebook.name, notebook
+
+
+def roundtrip(
+    repo: Path,
+    chapter: str,
+    workdir: Path,
+    answers: dict[str, dict[str, str]] | None = None,
+    solution: bool = True,
+) -> dict[str, Score]:
+    """Autograde `chapter` on a copy of the course in `workdir/course`: the instructor's
+    `solution` (unless `solution=False`), the `untouched` student notebook, and one submission
+    per entry of `answers` (student id -> {grade_id: replacement source of that exercise cell}).
+    """
+    root = workdir / "course"
+    solved, notebook = course_copy(repo, chapter, root)
+    if solution:
+        submit(root, chapter, "solution", solved)
     submit(root, chapter, "untouched", notebook)
     for student, replaced in (answers or {}).items():
         variant = workdir / f"{student}.ipynb"
-        variant.write_text(json.dumps(with_answers(solution, replaced)))
+        variant.write_text(json.dumps(with_answers(solved, replaced)))
         submit(root, chapter, student, variant)
     return autograde(root, chapter)
+
+
+def grade_outputs(root: Path, chapter: str, student: str, executed: Path) -> Score:
+    """nbgrader's grade of a notebook already executed (by papermill): scored from its outputs,
+    with locked cells checked against the gradebook, without running it again."""
+    submit(root, chapter, student, executed)
+    steps = {
+        "sanitize": [
+            "DeduplicateIds",
+            "OverwriteKernelspec",
+            "OverwriteCells",
+            "CheckCellMetadata",
+        ],
+        "autograde": ["LimitOutput", "SaveAutoGrades", "AssignLatePenalties", "CheckCellMetadata"],
+    }
+    nbgrader(
+        root,
+        "autograde",
+        chapter,
+        "--force",
+        f"--student={student}",
+        *(
+            f"--Autograde.{stage}_preprocessors="
+            + json.dumps([f"nbgrader.preprocessors.{name}" for name in names])
+            for stage, names in steps.items()
+        ),
+    )
+    return scores(root, chapter)[student]
 
 
 def cell_scores(root: Path, chapter: str, student: str) -> dict[str, float]:

@@ -275,9 +275,10 @@ CLAIMS = {
         0.05,
         0.9,
     ),
-    "A third worker lowers it further": (
-        lambda r: _scaling(r, 3, "examples/s") / _scaling(r, 2, "examples/s"),
-        0,
-        0.999,
+    # Three against two workers measured 0.65–1.32 (load decides), three against one 0.11–0.59.
+    "still 5–90% of one worker's": (
+        lambda r: _scaling(r, 3, "examples/s") / _scaling(r, 1, "examples/s"),
+        0.05,
+        0.9,
     ),
 }

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,15 +25,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from scalelab import processes
+
 TASK_TYPES = ("chief", "worker", "ps")
 RESULT_ENV = "SCALELAB_RESULT"  # where a task writes its JSON result (see write_result)
-TAIL_LINES = 12
 _ADDRESS = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})")
 _MODULE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
-_ERROR_LINE = re.compile(r"(?:\w+\.)*\w*(?:Error|Exception|Exit|Interrupt)\b")
 _POLL_SECONDS = 0.1
 _STOP_GRACE_SECONDS = 3.0
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 class ClusterError(RuntimeError):
@@ -103,24 +100,12 @@ def tf_config_json(cluster: Mapping[str, Sequence[str]], task_type: str, index: 
     return json.dumps(make_tf_config(cluster, task_type, index))
 
 
-def free_ports(n: int) -> list[int]:
-    """`n` distinct TCP ports nobody listens on right now (another program may take them later)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, not {n!r}.")
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for probe in sockets:
-            probe.bind(("", 0))  # all interfaces, as TensorFlow's gRPC servers bind
-        return [probe.getsockname()[1] for probe in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
-
-
 def local_cluster(workers: int = 2, ps: int = 0, chief: bool = False) -> dict[str, list[str]]:
     """A cluster dict with free ports on this machine, e.g. {'worker': ['localhost:4321', ...]}."""
     counts = {"chief": int(chief), "worker": workers, "ps": ps}
-    addresses = iter(f"localhost:{port}" for port in free_ports(max(1, sum(counts.values()))))
+    addresses = iter(
+        f"localhost:{port}" for port in processes.free_ports(max(1, sum(counts.values())))
+    )
     return {kind: [next(addresses) for _ in range(n)] for kind, n in counts.items() if n > 0}
 
 
@@ -140,13 +125,21 @@ class _Task:
     tf_config: dict[str, Any]
     log_path: Path
     result_path: Path
-    process: subprocess.Popen | None = None
+    child: processes.LoggedProcess | None = None  # the current run
     started: float = 0.0
-    log_offset: int = 0  # where the current run's output starts in the log
     restarts: int = 0  # all of them, yours and automatic ones
     failures: int = 0  # automatic restarts after a failure
     down: bool = False  # killed on purpose: not a failure, stays down until restart()
     group_gone: bool = False  # its process group was killed and reaped: never signal it again
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The current run's process, None before the first start."""
+        return self.child.process if self.child else None
+
+    def output(self) -> str:
+        """What the task's current run has logged."""
+        return self.child.output() if self.child else ""
 
 
 class Cluster:
@@ -234,7 +227,7 @@ class Cluster:
         regex = re.compile(pattern)
         try:
             while True:
-                for line in self._read_log(state).splitlines():
+                for line in state.output().splitlines():
                     if regex.search(line):
                         return line
                 self._check(deadline, [task], waiting_for=f"{pattern!r} in its log")
@@ -268,7 +261,7 @@ class Cluster:
                 name,
                 task.process.poll() if task.process else None,
                 task.restarts,
-                _tail(self._read_log(task)),
+                processes.tail(task.output()),
                 json.loads(task.result_path.read_text()) if task.result_path.exists() else None,
                 task.log_path,
             )
@@ -315,20 +308,10 @@ class Cluster:
         task.result_path.unlink(missing_ok=True)
         env = {**os.environ, **self._env, "TF_CONFIG": json.dumps(task.tf_config)}
         env[RESULT_ENV] = str(task.result_path)
-        with open(task.log_path, "ab") as log:
-            if task.restarts:
-                log.write(f"\n=== scalelab.cluster: restart {task.restarts} ===\n".encode())
-                log.flush()  # before the task writes to the same file
-            task.log_offset = log.tell()
-            task.process = subprocess.Popen(
-                self.command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # its own process group: killed as a whole, no orphans
-                preexec_fn=_die_with_parent if _LIBC else None,
-            )
+        if task.restarts:
+            with open(task.log_path, "a") as log:
+                log.write(f"\n=== scalelab.cluster: restart {task.restarts} ===\n")
+        task.child = processes.start(self.command, task.log_path, env, own_group=True)
         task.started = time.monotonic()
         task.down = task.group_gone = False
 
@@ -358,17 +341,9 @@ class Cluster:
             )
 
     def _quote(self, task: _Task) -> str:
-        tail = _tail(self._read_log(task)) or "(nothing)"
+        tail = processes.tail(task.output()) or "(nothing)"
         quoted = "\n".join(f"    | {line}" for line in tail.splitlines())
         return f"Last lines of {task.log_path}:\n{quoted}"
-
-    def _read_log(self, task: _Task) -> str:
-        """What the task's current run has logged."""
-        if not task.log_path.exists():
-            return ""
-        with open(task.log_path, "rb") as log:
-            log.seek(task.log_offset)
-            return log.read().decode(errors="replace")
 
 
 def start_cluster(
@@ -496,11 +471,6 @@ def _command(program: str | os.PathLike, args: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", str(program), *args]
 
 
-def _die_with_parent() -> None:
-    """In the task, before exec: the kernel SIGKILLs it when the thread that started it ends."""
-    _LIBC.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-
-
 def _kill_group(task: _Task, signum: int) -> None:
     """Signal the task's process group; after SIGKILL, reap it and never signal it again.
 
@@ -540,16 +510,6 @@ def _exit_text(code: int) -> str:
     if code < 0:
         return f"was killed by {signal.Signals(-code).name}"
     return f"exited with code {code}"
-
-
-def _tail(text: str, lines: int = TAIL_LINES) -> str:
-    """The last lines of a log, led by the last Python error line if it is a little earlier."""
-    kept = [line[:300] for line in text.splitlines() if line.strip()]
-    tail = kept[-lines:]
-    error = next((line for line in reversed(kept[-5 * lines :]) if _ERROR_LINE.match(line)), None)
-    if error and error not in tail:
-        tail = [error, "...", *kept[-(lines - 2) :]]
-    return "\n".join(tail)
 
 
 if __name__ == "__main__":

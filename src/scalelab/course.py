@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import random
-import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+from scalelab.processes import native_stderr_silenced
 
 RESULTS_FILE = "results.json"
 
@@ -136,24 +136,6 @@ def quiet_tensorflow() -> Any:
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(tensorflow|keras)")
     warnings.filterwarnings("ignore", category=UserWarning, module=r"keras")
     return tf
-
-
-@contextlib.contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """Hide what native code writes to file descriptor 2, unless the block fails."""
-    with tempfile.TemporaryFile() as sink:
-        saved = os.dup(2)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            sink.seek(0)
-            os.write(2, sink.read())
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 def record(key: str, value: Any, path: str | Path = RESULTS_FILE) -> None:

@@ -10,12 +10,13 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from nbconvert.preprocessors import Preprocessor
+
+from scalelab import processes
 
 CONFIG = Path("grader") / "nbgrader_config.py"
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS")
@@ -75,13 +76,13 @@ def nbgrader(root: Path, *args: str, timeout: float = 1800) -> str:
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
     command = [sys.executable, "-m", "nbgrader", *args]
-    done = subprocess.run(
-        command, cwd=root / "grader", env=env, capture_output=True, text=True, timeout=timeout
+    what = f"`nbgrader {' '.join(args)}`"
+    done = processes.run(
+        command, what, env=env, cwd=root / "grader", timeout=timeout, lines=25, error=GradingError
     )
     log = done.stdout + done.stderr
-    if done.returncode != 0 or "[ERROR]" in log or "| ERROR]" in log:
-        tail = "\n".join(log.strip().splitlines()[-25:])
-        raise GradingError(f"`nbgrader {' '.join(args)}` failed:\n{tail}")
+    if "[ERROR]" in log or "| ERROR]" in log:  # nbgrader logs some failures and still exits 0
+        raise GradingError(f"{what} logged an error:\n{processes.tail(log, 25)}")
     return log
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from scalelab import processes
 
 
 def list_files(export_dir: str | Path) -> list[tuple[str, int]]:
@@ -40,10 +41,7 @@ def saved_model_cli(*args: str | Path, timeout: float = 120) -> str:
     print("$ saved_model_cli", shlex.join(words))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     command = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", *words]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
-    if done.returncode != 0:
-        last_lines = "\n".join(done.stderr.strip().splitlines()[-5:])
-        raise RuntimeError(f"saved_model_cli failed (exit {done.returncode}):\n{last_lines}")
+    done = processes.run(command, "saved_model_cli", env=env, timeout=timeout)
     print(done.stdout.rstrip())
     return done.stdout
 

@@ -6,7 +6,6 @@ import contextlib
 import io
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -18,11 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from scalelab.course import native_stderr_silenced
+from scalelab import processes
 
 __all__ = [
     "interpreter",
-    "native_stderr_silenced",
     "predict",
     "quantization_aware",
     "quiet",
@@ -63,7 +61,7 @@ def quiet() -> Iterator[None]:
     captured = io.StringIO()
     try:
         with (
-            native_stderr_silenced(),
+            processes.native_stderr_silenced(),
             warnings.catch_warnings(),
             contextlib.redirect_stderr(captured),
         ):
@@ -145,10 +143,7 @@ def quantization_aware(epochs: int = 3, hidden: int = 16, timeout: float = 600) 
     with tempfile.TemporaryDirectory() as scratch:
         env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
         command = [sys.executable, "-m", "scalelab.qat", scratch, str(epochs), str(hidden)]
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-        if done.returncode != 0:
-            tail = "\n".join(done.stderr.strip().splitlines()[-8:])
-            raise RuntimeError(f"quantization-aware training failed:\n{tail}")
+        processes.run(command, "quantization-aware training", env=env, timeout=timeout)
         result = json.loads((Path(scratch) / "result.json").read_text())
         for name in ("ptq_int8", "qat_int8"):
             result[f"{name}_bytes"] = (Path(scratch) / f"{name}.tflite").read_bytes()

@@ -10,12 +10,12 @@ import pytest
 
 from scalelab.cluster import (
     format_table,
-    free_ports,
     local_cluster,
     make_tf_config,
     start_cluster,
     tf_config_json,
 )
+from scalelab.processes import free_ports
 
 CLUSTER = {
     "chief": ["host0:2222"],

@@ -15,12 +15,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from scalelab.processes import free_port, free_ports
+
 from .docker import cleanup, docker_run_command
 from .server import (
     Models,
     Server,
     ServerStartError,
-    free_port,
     resolve_models,
     wait_until_available,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "choose_backend",
     "cleanup",
     "docker_run_command",
+    "free_port",
     "shared",
     "start",
 ]
@@ -113,10 +115,9 @@ def start(
             raise ValueError(f"{flag}: pass ports, model and config through start()'s arguments.")
     name, reason = choose_backend(backend, models=models, extra_flags=extra_flags)
     print(f"scalelab.serving: using the {name} backend ({reason}).")
-    rest_port = rest_port or free_port()
-    grpc_port = grpc_port or free_port()
-    while grpc_port == rest_port:
-        grpc_port = free_port()
+    spare = iter(free_ports(2))
+    rest_port = rest_port or next(spare)
+    grpc_port = grpc_port or next(port for port in spare if port != rest_port)
     if name == "remote":
         from .remote import launch
     elif name == "docker":

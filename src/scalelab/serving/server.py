@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import subprocess
 import tempfile
 import time
 import urllib.error
@@ -19,6 +17,8 @@ from urllib.parse import quote
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
+
+from scalelab import processes
 
 Models = list[tuple[str, Path]]  # (model name, absolute base path) pairs
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
@@ -88,21 +88,6 @@ class Server:
         )
 
 
-def _terminate(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _end_process(process: subprocess.Popen, log_path: str) -> None:
-    _terminate(process)
-    Path(log_path).unlink(missing_ok=True)
-
-
 class ProcessServer(Server):
     """A server running as a child process (the binary and local backends), logging to a file."""
 
@@ -116,20 +101,17 @@ class ProcessServer(Server):
         model_names: Sequence[str],
     ) -> None:
         super().__init__(backend, rest_port, grpc_port, model_names)
-        handle, self._log_path = tempfile.mkstemp(prefix=f"scalelab-{backend}-", suffix=".log")
+        handle, log_path = tempfile.mkstemp(prefix=f"scalelab-{backend}-", suffix=".log")
         os.close(handle)
         self._final_logs: str | None = None
-        with open(self._log_path, "ab") as log:  # append mode: reading never moves the writer
-            self._process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
-            )
-        self.pid = self._process.pid
-        self._finalizer = weakref.finalize(self, _end_process, self._process, self._log_path)
+        self._child = processes.start(argv, log_path, env)
+        self.pid = self._child.process.pid
+        self._finalizer = weakref.finalize(self, _end_process, self._child)
 
     def stop(self) -> None:
         """Terminate the process (SIGTERM, then SIGKILL after 10 s) and keep its logs."""
         if self._final_logs is None:
-            _terminate(self._process)
+            self._child.stop()
             self._final_logs = self.logs()
             self._finalizer()
 
@@ -137,18 +119,17 @@ class ProcessServer(Server):
         """The process's stdout and stderr so far."""
         if self._final_logs is not None:
             return self._final_logs
-        return Path(self._log_path).read_text(errors="replace")
+        return self._child.output()
 
     def exit_code(self) -> int | None:
         """The process's exit code, or None while it runs."""
-        return self._process.poll()
+        return self._child.process.poll()
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def _end_process(child: processes.LoggedProcess) -> None:
+    """Stop a server's process and delete its log file."""
+    child.stop()
+    child.log_path.unlink(missing_ok=True)
 
 
 def model_flags(models: Models, config_file: Path | None) -> list[str]:
@@ -224,8 +205,9 @@ def failure_message(server: Server, headline: str) -> str:
     """A start-up error: what happened, what to try, and the server's last log lines."""
     logs = server.logs()
     hints = [hint for pattern, hint in _HINTS if re.search(pattern, logs)]
-    tail = "\n".join(logs.strip().splitlines()[-20:]) or "(no output)"
-    return "\n".join([headline, *hints[:1], "Last log lines:", tail])
+    return "\n".join(
+        [headline, *hints[:1], "Last log lines:", processes.tail(logs, 20) or "(no output)"]
+    )
 
 
 def wait_until_available(server: Server, timeout: float) -> None:

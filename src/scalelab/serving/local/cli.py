@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,8 @@ from typing import Any
 from google.protobuf import text_format
 from grpc import StatusCode
 from tensorflow_serving.config import model_server_config_pb2
+
+from scalelab.processes import native_stderr_silenced
 
 from . import PARENT_PID_ENV
 from .batching import BatchingParameters, parse_batching_parameters
@@ -121,21 +122,6 @@ class _Formatter(logging.Formatter):
         return f"{stamp}: {record.levelname[0]} {where}] {record.getMessage()}"
 
 
-@contextlib.contextmanager
-def _stderr_silenced() -> Iterator[None]:
-    """Hide what TensorFlow's C++ side prints while it is imported (before its log is set up)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
-    os.close(null)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def read_model_config(path: str) -> model_server_config_pb2.ModelServerConfig:
     """Parse a text-format ModelServerConfig file, failing like tensorflow_model_server."""
     try:
@@ -197,7 +183,7 @@ def _start(
         )
     config = _model_config(flags)
     batching = _batching(flags)
-    with _stderr_silenced():
+    with native_stderr_silenced():
         from .grpc import serve_grpc
         from .manager import ManagerOptions, ModelManager
         from .rest import serve_rest

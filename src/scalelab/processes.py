@@ -1,0 +1,166 @@
+"""Child processes: run one to its end or start one logging to a file, and quote its log's tail
+when it fails; free TCP ports; native stderr kept quiet. Importing this never imports TensorFlow."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+TAIL_LINES = 12
+_ERROR_LINE = re.compile(r"(?:\w+\.)*\w*(?:Error|Exception|Exit|Interrupt)\b")
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+_PR_SET_PDEATHSIG = 1
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    """The last lines of a log, led by the last Python error line if it is a little earlier."""
+    kept = [line[:300] for line in text.splitlines() if line.strip()]
+    last = kept[-lines:]
+    error = next((line for line in reversed(kept[-5 * lines :]) if _ERROR_LINE.match(line)), None)
+    if error and error not in last:
+        last = [error, "...", *kept[-(lines - 2) :]]
+    return "\n".join(last)
+
+
+def run(
+    command: Sequence[str],
+    what: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: float,
+    lines: int = TAIL_LINES,
+    error: type[Exception] = RuntimeError,
+) -> subprocess.CompletedProcess[str]:
+    """Run `command` to its end with its output captured; if it fails or overruns `timeout`,
+    raise `error` naming `what` failed, with the tail of its output (stdout, then stderr)."""
+    try:
+        done = subprocess.run(
+            list(command), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as expired:
+        log = _text(expired.stdout) + _text(expired.stderr)
+        raise error(
+            f"{what} did not finish within {timeout:g} s (pass a larger timeout= on a slow "
+            f"machine). Last lines of its output:\n{tail(log, lines) or '(nothing)'}"
+        ) from None
+    if done.returncode != 0:
+        log = tail(done.stdout + done.stderr, lines) or "(no output)"
+        raise error(f"{what} failed (exit {done.returncode}):\n{log}")
+    return done
+
+
+def _text(output: str | bytes | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
+
+
+@dataclass
+class LoggedProcess:
+    """A child process whose stdout and stderr are appended to `log_path` from `offset` on."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    offset: int
+
+    def output(self) -> str:
+        """What this process has logged so far (not what earlier runs left in the same file)."""
+        if not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as log:
+            log.seek(self.offset)
+            return log.read().decode(errors="replace")
+
+    def tail(self, lines: int = TAIL_LINES) -> str:
+        """The last lines this process logged, led by its last Python error line."""
+        return tail(self.output(), lines)
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM the process, SIGKILL it if it still runs after `grace` seconds, and reap it."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start(
+    command: Sequence[str],
+    log_path: str | os.PathLike[str],
+    env: Mapping[str, str],
+    *,
+    own_group: bool = False,
+) -> LoggedProcess:
+    """Start `command` with no stdin, appending its stdout and stderr to `log_path`.
+
+    With `own_group` it leads a process group of its own (so a signal to the group reaches what
+    it starts), and on Linux the kernel kills it when the thread that started it ends.
+    """
+    path = Path(log_path)
+    with open(path, "ab") as log:  # append mode: reading never moves the writer
+        offset = log.tell()
+        process = subprocess.Popen(
+            list(command),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            start_new_session=own_group,
+            preexec_fn=_die_with_parent if own_group and _LIBC else None,
+        )
+    return LoggedProcess(process, path, offset)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel SIGKILLs it when the thread that started it ends."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct TCP ports nobody listens on right now (another program may take them later)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, not {n!r}.")
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for probe in sockets:
+            probe.bind(("", 0))  # all interfaces, as TensorFlow's gRPC servers bind
+        return [int(probe.getsockname()[1]) for probe in sockets]
+    finally:
+        for probe in sockets:
+            probe.close()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    return free_ports(1)[0]
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Hide what native code (and Python) writes to file descriptor 2, unless the block fails."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            os.write(2, sink.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -17,13 +17,12 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from .batching import BatchingParameters
 from .servable import Servable
-from .status import ServingError, invalid
+from .status import ServingError, from_op_error, invalid
 
 log = logging.getLogger("scalelab.serving")
 
 State = get_model_status_pb2.ModelVersionStatus.State
 STARTUP_POLL_SECONDS = 0.1
-_STATUS_CODES = {code.value[0]: code for code in StatusCode}
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ def _load_error(error: Exception) -> ServingError:
     if isinstance(error, ServingError):
         return error
     if isinstance(error, tf.errors.OpError):
-        return ServingError(_STATUS_CODES.get(error.error_code, StatusCode.UNKNOWN), error.message)
+        return from_op_error(error)
     if isinstance(error, DecodeError):
         return ServingError(StatusCode.DATA_LOSS, f"Can't parse saved_model.pb: {error}")
     return ServingError(StatusCode.UNKNOWN, f"{type(error).__name__}: {error}")

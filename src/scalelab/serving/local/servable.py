@@ -22,7 +22,7 @@ from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2
 from tensorflow.python.saved_model import loader_impl
 
 from .batching import Batcher, BatchingParameters, Tensors
-from .status import ServingError, invalid
+from .status import ServingError, from_op_error, invalid
 from .tensors import array_dtype, dtype_name
 
 log = logging.getLogger("scalelab.serving")
@@ -184,7 +184,7 @@ class Servable:
         try:
             values = run(*(inputs[alias] for alias in aliases))
         except tf.errors.OpError as error:
-            raise ServingError(_STATUS_CODES[error.error_code], error.message) from None
+            raise from_op_error(error) from None
         return dict(zip(sorted(signature_def.outputs), values, strict=True))
 
     def _batcher(self, signature: str) -> Batcher:
@@ -193,6 +193,3 @@ class Servable:
                 params = self._batching or BatchingParameters()
                 self._batchers[signature] = Batcher(lambda t: self._run(signature, t), params)
             return self._batchers[signature]
-
-
-_STATUS_CODES = {code.value[0]: code for code in StatusCode}

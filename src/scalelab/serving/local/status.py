@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from grpc import StatusCode
 
 HTTP_STATUS = {
@@ -25,6 +27,16 @@ HTTP_STATUS = {
 }
 
 
+_BY_NUMBER = {code.value[0]: code for code in StatusCode}
+
+
+class _OpError(Protocol):
+    """What a tf.errors.OpError carries (this module does not import TensorFlow)."""
+
+    error_code: int
+    message: str
+
+
 class ServingError(Exception):
     """A failed request or load, carrying a gRPC status code like TF Serving's absl::Status."""
 
@@ -40,3 +52,8 @@ class ServingError(Exception):
 def invalid(message: str) -> ServingError:
     """An INVALID_ARGUMENT error, the most common answer to a bad request."""
     return ServingError(StatusCode.INVALID_ARGUMENT, message)
+
+
+def from_op_error(error: _OpError) -> ServingError:
+    """A TensorFlow OpError as the ServingError with its status code (UNKNOWN if not one)."""
+    return ServingError(_BY_NUMBER.get(error.error_code, StatusCode.UNKNOWN), error.message)

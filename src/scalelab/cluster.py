@@ -3,7 +3,8 @@
 Each task gets its own TF_CONFIG, environment and log file. `Cluster.wait()` returns every task's
 exit code, log tail and JSON result, or stops every task and raises `ClusterError` naming the task
 that failed, hung or ran out of time. `python -m scalelab.cluster train|bench` runs the chapter's
-programs (`scalelab.distribute`). Importing this module never imports TensorFlow.
+training program (`scalelab.distribute`) or its benchmark (`scalelab.strategy_bench`).
+Importing this module never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -394,69 +395,25 @@ def start_cluster(
     return cluster.start()
 
 
-def bench(steps: int = 200, global_batch: int = 64, timeout: float = 300.0) -> list[dict]:
-    """Train the digits model with each strategy and API, one cluster after another; print steps/s.
-
-    Keras 3 `fit` fails under MultiWorkerMirroredStrategy, so that row uses tf_keras.
-    """
-    rows = []
-    for strategy in ("none", "mirrored", "central_storage", "mwms"):
-        for api in ("ctl", "fit"):
-            args = ["train", strategy, f"--api={api}", "--epochs=2", f"--steps-per-epoch={steps}"]
-            with start_cluster(
-                "scalelab.cluster",
-                [*args, f"--global-batch={global_batch}"],
-                workers=2 if strategy == "mwms" else 1,
-                timeout=timeout,
-                legacy_keras=strategy == "mwms" and api == "fit",
-            ) as cluster:
-                rows.append(cluster.wait()["worker:0"].result or {"strategy": strategy, "api": api})
-    print(format_table(rows))
-    return rows
-
-
-def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Benchmark results as a compact text table, one line per run."""
-    columns = ("strategy", "keras", "api", "workers", "replicas", "global_batch", "steps_per_s")
-    cells = [columns, *([str(row.get(column, "")) for column in columns] for row in rows)]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
-    return "\n".join(
-        "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True))
-        for line in cells
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m scalelab.cluster train STRATEGY [...]` (inside a task) or `... bench`."""
-    from scalelab import distribute
-
+    """`python -m scalelab.cluster train ...` (inside a task) or `... bench` (from a shell)."""
     parser = argparse.ArgumentParser(prog="python -m scalelab.cluster", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="run this task's part of a training job")
-    train.add_argument("strategy", choices=distribute.STRATEGIES)
-    train.add_argument("--api", choices=("ctl", "fit"), default="ctl")
-    train.add_argument("--epochs", type=int, default=2)
-    train.add_argument("--steps-per-epoch", type=int, default=20)
-    train.add_argument("--global-batch", type=int, default=64)
-    train.add_argument("--backup-dir", help="BackupAndRestore folder (fit): resume after a crash")
-    train.add_argument("--pause", type=float, default=0.0, help="seconds to sleep after each epoch")
-    timing = commands.add_parser("bench", help="steps/s of each strategy, as a table")
-    timing.add_argument("--steps", type=int, default=200)
-    timing.add_argument("--global-batch", type=int, default=64)
-    options = parser.parse_args(argv)
-    if options.command == "bench":
-        bench(options.steps, options.global_batch)
-        return
-    result = distribute.train(
-        options.strategy,
-        api=options.api,
-        epochs=options.epochs,
-        steps_per_epoch=options.steps_per_epoch,
-        global_batch=options.global_batch,
-        backup_dir=options.backup_dir,
-        pause=options.pause,
+    parser.add_argument(
+        "command",
+        choices=("train", "bench"),
+        help="train: run this task's part of a training job (scalelab.distribute); "
+        "bench: steps/s of each strategy, as a table (scalelab.strategy_bench)",
     )
-    write_result(result)
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="the command's own (--help)")
+    options = parser.parse_args(argv)
+    if options.command == "train":
+        from scalelab import distribute
+
+        distribute.main(options.options)
+    else:
+        from scalelab import strategy_bench
+
+        strategy_bench.main(options.options)
 
 
 def _command(program: str | os.PathLike, args: Sequence[str]) -> list[str]:

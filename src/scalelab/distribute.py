@@ -1,19 +1,24 @@
 """The distribution chapter's training program: a digits classifier under a tf.distribute strategy.
 
-`train()` runs inside one task of a cluster started by `scalelab.cluster` and returns what it
-measured. It imports TensorFlow itself, after the launcher has set TF_CONFIG and
-TF_USE_LEGACY_KERAS (tf.keras is then tf_keras, else Keras 3).
+`train()` runs inside one task of a cluster started by `scalelab.cluster` (as
+`python -m scalelab.cluster train STRATEGY ...`, see main()) and returns what it measured. It
+imports TensorFlow itself, after the launcher has set TF_CONFIG and TF_USE_LEGACY_KERAS
+(tf.keras is then tf_keras, else Keras 3).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from scalelab import data, models
 
 STRATEGIES = ("none", "mirrored", "central_storage", "mwms", "ps")
 LOGICAL_CPUS = 2  # what mirrored and central_storage split this machine's CPU into
@@ -52,13 +57,10 @@ def train(
     distribution = _make_strategy(tf, strategy)  # before any other TensorFlow op
     keras = _keras()
     keras.utils.set_random_seed(SEED)
+    digits = data.load("digits")
     with distribution.scope():
-        model = keras.Sequential(
-            [
-                keras.Input((64,)),
-                keras.layers.Dense(64, activation="relu"),
-                keras.layers.Dense(10),
-            ]
+        model = models.build_classifier(
+            (digits.x_train[0].size,), digits.n_classes, hidden=64, logits=True, api=keras
         )
     if api == "fit":
         history, seconds = _fit(
@@ -87,6 +89,33 @@ def train(
         "weights_digest": _digest(model),
         "variables": _placement(tf, model) if strategy == "ps" else None,
     }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m scalelab.cluster train STRATEGY [...]`: train this part, save the result."""
+    from scalelab.cluster import write_result
+
+    parser = argparse.ArgumentParser(prog="python -m scalelab.cluster train", description=__doc__)
+    parser.add_argument("strategy", choices=STRATEGIES)
+    parser.add_argument("--api", choices=("ctl", "fit"), default="ctl")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--steps-per-epoch", type=int, default=20)
+    parser.add_argument("--global-batch", type=int, default=64)
+    parser.add_argument("--backup-dir", help="BackupAndRestore folder (fit): resume after a crash")
+    parser.add_argument(
+        "--pause", type=float, default=0.0, help="seconds to sleep after each epoch"
+    )
+    options = parser.parse_args(argv)
+    result = train(
+        options.strategy,
+        api=options.api,
+        epochs=options.epochs,
+        steps_per_epoch=options.steps_per_epoch,
+        global_batch=options.global_batch,
+        backup_dir=options.backup_dir,
+        pause=options.pause,
+    )
+    write_result(result)
 
 
 def _legacy_keras() -> bool:
@@ -143,10 +172,10 @@ def _parameter_server_strategy(tf: Any) -> Any:
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    return (digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64)
+    """The digits training images as rows of 64 floats in 0..1 (short in a task's error log),
+    and their labels."""
+    digits = data.load("digits")
+    return data.scale(digits.x_train).reshape(len(digits.x_train), -1), digits.y_train
 
 
 def _dataset(tf: Any, batch: int) -> Any:
@@ -154,8 +183,8 @@ def _dataset(tf: Any, batch: int) -> Any:
     x, y = _digits()
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=SEED).repeat()
-    return data.batch(batch, drop_remainder=True).with_options(options)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=SEED).repeat()
+    return dataset.batch(batch, drop_remainder=True).with_options(options)
 
 
 def _fit(
@@ -175,12 +204,12 @@ def _fit(
         if isinstance(distribution, tf.distribute.ParameterServerStrategy):
             # tf_keras only: a legacy optimizer, a DatasetCreator, several steps per RPC.
             optimizer, execution = keras.optimizers.legacy.SGD(0.1), steps_per_epoch
-            data = keras.utils.experimental.DatasetCreator(
+            batches = keras.utils.experimental.DatasetCreator(
                 lambda context: _ps_input(tf, context, global_batch)
             )
         else:
             optimizer, execution = keras.optimizers.SGD(0.1), 1
-            data = _dataset(tf, global_batch)
+            batches = _dataset(tf, global_batch)
         model.compile(
             optimizer,
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -188,7 +217,7 @@ def _fit(
             steps_per_execution=execution,
         )
     history = model.fit(
-        data,
+        batches,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         callbacks=[*callbacks, clock],  # the clock's pause comes after the backup is written
@@ -204,10 +233,10 @@ def _fit(
 def _ps_input(tf: Any, context: Any, global_batch: int) -> Any:
     """Each worker's input pipeline for ParameterServerStrategy (a DatasetCreator function)."""
     x, y = _digits()
-    data = tf.data.Dataset.from_tensor_slices((x, y))
-    data = data.shard(context.num_input_pipelines, context.input_pipeline_id)
-    data = data.shuffle(len(x), seed=SEED).repeat()
-    return data.batch(context.get_per_replica_batch_size(global_batch)).prefetch(2)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
+    dataset = dataset.shuffle(len(x), seed=SEED).repeat()
+    return dataset.batch(context.get_per_replica_batch_size(global_batch)).prefetch(2)
 
 
 def _custom_loop(

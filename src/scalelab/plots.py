@@ -16,6 +16,8 @@ from matplotlib.ticker import (
     ScalarFormatter,
 )
 
+from scalelab.tables import Table
+
 
 def _with_source(fig: Figure, source: str) -> Figure:
     """Name the server that produced the figure's numbers under its title, then lay it out."""
@@ -139,32 +141,8 @@ def traffic_split(hits_by_label: dict[str, np.ndarray], source: str = "") -> Fig
     return _with_source(fig, source)
 
 
-class Table:
-    """A list of dicts shown as a table in a notebook (HTML) or a terminal (text)."""
-
-    def __init__(self, rows: Sequence[dict[str, Any]]) -> None:
-        self.rows = list(rows)
-        self.columns = list(dict.fromkeys(key for row in self.rows for key in row))
-
-    def _repr_html_(self) -> str:
-        head = "".join(f"<th>{c}</th>" for c in self.columns)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{row.get(c, '')}</td>" for c in self.columns) + "</tr>"
-            for row in self.rows
-        )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-    def __repr__(self) -> str:
-        cells = [[str(c) for c in self.columns]]
-        cells += [[str(row.get(c, "")) for c in self.columns] for row in self.rows]
-        widths = [max(len(line[i]) for line in cells) for i in range(len(self.columns))]
-        return "\n".join(
-            "  ".join(v.rjust(w) for v, w in zip(line, widths, strict=True)) for line in cells
-        )
-
-
 def table(rows: Sequence[dict[str, Any]]) -> Table:
-    """Show rows of results as a table."""
+    """Show rows of results as a table (HTML in a notebook, aligned text in a terminal)."""
     return Table(rows)
 
 

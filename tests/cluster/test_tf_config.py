@@ -9,13 +9,13 @@ import sys
 import pytest
 
 from scalelab.cluster import (
-    format_table,
     local_cluster,
     make_tf_config,
     start_cluster,
     tf_config_json,
 )
 from scalelab.processes import free_ports
+from scalelab.strategy_bench import format_table
 
 CLUSTER = {
     "chief": ["host0:2222"],

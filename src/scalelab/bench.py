@@ -3,7 +3,7 @@
 `python -m scalelab.bench rest-vs-grpc` runs the whole REST-vs-gRPC sweep on a local server: the
 batch-size sweep, where the time of one request goes (client encode, transfer, server, decode)
 and the same comparison through a throttled link (`scalelab.netem`, --mbit and --rtt);
-`python -m scalelab.bench tflite` compares TFLite variants with the Keras model.
+`python -m scalelab.bench tflite` compares TFLite variants with the Keras model (`tflite_bench`).
 """
 
 from __future__ import annotations
@@ -653,49 +653,6 @@ def measure_link(mbit_per_s: float, rtt_ms: float, megabytes: float = 1.0) -> di
     }
 
 
-def tflite_vs_keras() -> list[str]:
-    """Size, accuracy and latency of int8 TFLite (PTQ and QAT) against float, in one run."""
-    import tempfile
-    from pathlib import Path
-
-    import tensorflow as tf
-
-    from scalelab import data, models, tflite
-
-    digits = data.load("digits")
-    x_train, x_test = data.scale(digits.x_train), data.scale(digits.x_test)
-    model, _ = models.train_classifier(digits, epochs=20, hidden=256, depth=2)
-    with tempfile.TemporaryDirectory() as scratch:
-        model.export(Path(scratch), verbose=False)
-        variants = {}
-        for mode in ("float", "int8"):
-            converter = tf.lite.TFLiteConverter.from_saved_model(scratch)
-            if mode == "int8":
-                converter.optimizations = [tf.lite.Optimize.DEFAULT]
-                converter.representative_dataset = lambda: ([x[None]] for x in x_train[:200])
-                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-                converter.inference_input_type = converter.inference_output_type = tf.int8
-            with tflite.native_stderr_silenced():
-                variants[mode] = converter.convert()
-    one = x_test[:1]
-    runner = tflite.interpreter(variants["int8"])
-    keras_ms = 1000 * tflite.seconds(lambda: model.predict(one, verbose=0), 20)
-    lite_ms = 1000 * tflite.seconds(lambda: tflite.predict(runner, one), 200)
-    qat = tflite.quantization_aware(epochs=6)
-    drop = {k: 100 * (qat["float_accuracy"] - qat[f"{k}_int8_accuracy"]) for k in ("ptq", "qat")}
-    kb = {mode: len(model_bytes) / 1024 for mode, model_bytes in variants.items()}
-    return [
-        f"size float {kb['float']:.1f} KB, int8 {kb['int8']:.1f} KB",
-        f"single sample: Keras predict {keras_ms:.2f} ms, TFLite int8 interpreter {lite_ms:.4f} ms",
-        f"accuracy ({qat['keras']}): float {qat['float_accuracy']:.4f}, "
-        f"PTQ int8 {qat['ptq_int8_accuracy']:.4f}, QAT int8 {qat['qat_int8_accuracy']:.4f}",
-        f"size ratio int8/float: {kb['int8'] / kb['float']:.2f}",
-        f"accuracy drop vs float: PTQ int8 {drop['ptq']:+.2f} points, "
-        f"QAT int8 {drop['qat']:+.2f} points",
-        f"latency ratio Keras predict / TFLite: {keras_ms / lite_ms:.0f}x",
-    ]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m scalelab.bench rest-vs-grpc|tflite`: one benchmark, printed as a table."""
     parser = argparse.ArgumentParser(prog="python -m scalelab.bench", description=__doc__)
@@ -713,7 +670,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     course.quiet_tensorflow()  # before anything imports TensorFlow
     if args.benchmark == "tflite":
-        print("\n".join(tflite_vs_keras()))
+        from scalelab import tflite_bench
+
+        print("\n".join(tflite_bench.tflite_vs_keras()))
         return 0
     from scalelab import data, models, plots, savedmodel, serving
 

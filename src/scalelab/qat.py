@@ -20,7 +20,7 @@ def main(out: Path, epochs: int, hidden: int) -> None:
     import tf_keras as keras
 
     from scalelab import data
-    from scalelab.tflite import interpreter, predict
+    from scalelab.tflite import convert_int8, interpreter, predict
 
     tf.random.set_seed(42)
     digits = data.load("digits")
@@ -36,12 +36,7 @@ def main(out: Path, epochs: int, hidden: int) -> None:
     model.fit(x_train, digits.y_train, epochs=4 * epochs, verbose=0)
 
     def to_int8(keras_model: keras.Model) -> bytes:
-        converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([x[None]] for x in x_train[:200])
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = converter.inference_output_type = tf.int8
-        return converter.convert()
+        return convert_int8(tf.lite.TFLiteConverter.from_keras_model(keras_model), x_train)
 
     def accuracy(model_bytes: bytes) -> float:
         predictions = predict(interpreter(model_bytes), x_test).argmax(axis=1)

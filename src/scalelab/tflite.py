@@ -20,6 +20,7 @@ import numpy as np
 from scalelab import processes
 
 __all__ = [
+    "convert_int8",
     "interpreter",
     "predict",
     "quantization_aware",
@@ -91,6 +92,19 @@ def predict(runner: Any, x: np.ndarray) -> np.ndarray:
         scale, zero_point = target["quantization"]
         out = (out.astype(np.float32) - zero_point) * scale
     return out
+
+
+def convert_int8(converter: Any, samples: np.ndarray, count: int = 200) -> bytes:
+    """Convert to a full-integer model (int8 ops, inputs and outputs) with a tf.lite converter,
+    calibrated on the first `count` float samples."""
+    import tensorflow as tf
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x[None]] for x in samples[:count])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    with quiet():
+        return bytes(converter.convert())
 
 
 def savedmodel_op_counts(export_dir: str | Path) -> Counter:

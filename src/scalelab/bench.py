@@ -308,33 +308,10 @@ def ratio(rows: Sequence[dict[str, Any]], batch_size: int, column: str = "instan
 
 def describe_server(server: Any) -> str:
     """What a serving.Server is, for figure titles: "local backend: scalelab stand-in (...)"."""
-    from importlib.metadata import PackageNotFoundError, version
+    from scalelab.serving import BACKENDS
 
     backend = getattr(server, "backend", "?")
-    if backend == "local":
-        try:
-            tf_version = version("tensorflow")
-        except PackageNotFoundError:
-            tf_version = "?"
-        what = f"scalelab stand-in (Python, TensorFlow {tf_version})"
-    elif backend == "docker":
-        image = None
-        try:
-            image = server.container.attrs["Config"]["Image"]
-        except Exception:  # no container details: name the image start() would use
-            from scalelab.serving import docker
-
-            image = docker.image()
-        real = str(image).startswith("tensorflow/serving")
-        what = f"TF Serving in Docker, image {image}" if real else f"Docker image {image}"
-    elif backend == "binary":
-        from scalelab.serving import binary
-
-        what = f"tensorflow_model_server ({binary.find_binary() or 'on PATH'})"
-    elif backend == "remote":
-        what = f"the TF Serving at {server.rest_url} / {server.grpc_target}"
-    else:
-        what = repr(server)
+    what = BACKENDS[backend].describe(server) if backend in BACKENDS else repr(server)
     return f"{backend} backend: {what}"
 
 

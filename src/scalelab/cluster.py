@@ -23,7 +23,6 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from scalelab import processes
@@ -143,7 +142,7 @@ class _Task:
         return self.child.output() if self.child else ""
 
 
-class Cluster:
+class Cluster(processes.Stoppable):
     """A local cluster: one process per task, started by start_cluster(); use it in a `with`."""
 
     def __init__(
@@ -277,17 +276,6 @@ class Cluster:
     def stop(self) -> None:
         """Stop every task: SIGTERM to each process group, SIGKILL after a grace period."""
         _stop_tasks(list(self._tasks.values()))
-
-    def __enter__(self) -> Cluster:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         first = next(iter(self._tasks.values()))

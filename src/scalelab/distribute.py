@@ -14,6 +14,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,16 @@ from scalelab import data, models
 STRATEGIES = ("none", "mirrored", "central_storage", "mwms", "ps")
 LOGICAL_CPUS = 2  # what mirrored and central_storage split this machine's CPU into
 SEED = 42
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    """How a task trains: global batch, epochs, steps per epoch, seconds of pause after each."""
+
+    global_batch: int
+    epochs: int
+    steps_per_epoch: int
+    pause: float
 
 
 def train(
@@ -62,14 +73,11 @@ def train(
         model = models.build_classifier(
             (digits.x_train[0].size,), digits.n_classes, hidden=64, logits=True, api=keras
         )
+    schedule = _Schedule(global_batch, epochs, steps_per_epoch, pause)
     if api == "fit":
-        history, seconds = _fit(
-            tf, distribution, model, global_batch, epochs, steps_per_epoch, backup_dir, pause
-        )
+        history, seconds = _fit(tf, distribution, model, schedule, backup_dir)
     else:
-        history, seconds = _custom_loop(
-            tf, distribution, model, global_batch, epochs, steps_per_epoch, pause
-        )
+        history, seconds = _custom_loop(tf, distribution, model, schedule)
     timed_epochs = max(1, len(seconds) - 1)  # the first epoch also traces and warms up
     tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
     return {
@@ -191,25 +199,22 @@ def _fit(
     tf: Any,
     distribution: Any,
     model: Any,
-    global_batch: int,
-    epochs: int,
-    steps_per_epoch: int,
+    schedule: _Schedule,
     backup_dir: str | None,
-    pause: float,
 ) -> tuple[dict[str, Any], list[float]]:
     keras = _keras()
-    clock = _epoch_clock(keras, pause)
+    clock = _epoch_clock(keras, schedule.pause)
     callbacks = [keras.callbacks.BackupAndRestore(backup_dir)] if backup_dir else []
     with distribution.scope():
         if isinstance(distribution, tf.distribute.ParameterServerStrategy):
             # tf_keras only: a legacy optimizer, a DatasetCreator, several steps per RPC.
-            optimizer, execution = keras.optimizers.legacy.SGD(0.1), steps_per_epoch
+            optimizer, execution = keras.optimizers.legacy.SGD(0.1), schedule.steps_per_epoch
             batches = keras.utils.experimental.DatasetCreator(
-                lambda context: _ps_input(tf, context, global_batch)
+                lambda context: _ps_input(tf, context, schedule.global_batch)
             )
         else:
             optimizer, execution = keras.optimizers.SGD(0.1), 1
-            batches = _dataset(tf, global_batch)
+            batches = _dataset(tf, schedule.global_batch)
         model.compile(
             optimizer,
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -218,8 +223,8 @@ def _fit(
         )
     history = model.fit(
         batches,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
+        epochs=schedule.epochs,
+        steps_per_epoch=schedule.steps_per_epoch,
         callbacks=[*callbacks, clock],  # the clock's pause comes after the backup is written
         verbose=0,
     ).history
@@ -243,21 +248,22 @@ def _custom_loop(
     tf: Any,
     distribution: Any,
     model: Any,
-    global_batch: int,
-    epochs: int,
-    steps_per_epoch: int,
-    pause: float,
+    schedule: _Schedule,
 ) -> tuple[dict[str, Any], list[float]]:
     keras = _keras()
     losses = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
     with distribution.scope():
         optimizer = keras.optimizers.SGD(0.1)
-    batches = iter(distribution.experimental_distribute_dataset(_dataset(tf, global_batch)))
+    batches = iter(
+        distribution.experimental_distribute_dataset(_dataset(tf, schedule.global_batch))
+    )
 
     def replica_step(x: Any, y: Any) -> tuple[Any, Any]:
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
-            loss = tf.nn.compute_average_loss(losses(y, logits), global_batch_size=global_batch)
+            loss = tf.nn.compute_average_loss(
+                losses(y, logits), global_batch_size=schedule.global_batch
+            )
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         correct = tf.reduce_sum(tf.cast(tf.argmax(logits, 1) == y, tf.float32))
@@ -272,18 +278,18 @@ def _custom_loop(
         )
 
     seconds = []
-    for epoch in range(epochs):
+    for epoch in range(schedule.epochs):
         start, loss, correct = time.perf_counter(), 0.0, 0.0
-        for _ in range(steps_per_epoch):
+        for _ in range(schedule.steps_per_epoch):
             step_loss, step_correct = step()
             loss, correct = loss + float(step_loss), correct + float(step_correct)
         seconds.append(time.perf_counter() - start)
-        print(f"epoch {epoch} done, loss {loss / steps_per_epoch:.4f}", flush=True)
-        time.sleep(pause if epoch + 1 < epochs else 0)
+        print(f"epoch {epoch} done, loss {loss / schedule.steps_per_epoch:.4f}", flush=True)
+        time.sleep(schedule.pause if epoch + 1 < schedule.epochs else 0)
     return {
         "initial_epoch": 0,
-        "loss": round(loss / steps_per_epoch, 6),
-        "accuracy": round(correct / (steps_per_epoch * global_batch), 6),
+        "loss": round(loss / schedule.steps_per_epoch, 6),
+        "accuracy": round(correct / (schedule.steps_per_epoch * schedule.global_batch), 6),
     }, seconds
 
 

@@ -23,7 +23,9 @@ import queue
 import socket
 import threading
 import time
-from types import TracebackType
+from typing import Self
+
+from scalelab.processes import Stoppable
 
 CHUNK = 16 * 1024  # bytes a link sends as one unit (one token-bucket refill)
 
@@ -128,7 +130,7 @@ class _Connection:
             sock.close()
 
 
-class ThrottledLink:
+class ThrottledLink(Stoppable):
     """A TCP proxy on 127.0.0.1 that forwards to target_host:target_port over a slower link.
 
     `mbit_per_s` limits each direction (0: no limit); `rtt_ms` is the round-trip delay added,
@@ -239,16 +241,8 @@ class ThrottledLink:
         for connection in connections:
             connection.close()
 
-    def __enter__(self) -> ThrottledLink:
+    def __enter__(self) -> Self:
         return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = f"listening on {self.address}" if self._listener else "stopped"

@@ -7,6 +7,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import (
     FuncFormatter,
@@ -27,6 +28,14 @@ def _with_source(fig: Figure, source: str) -> Figure:
         fig.suptitle(f"{title}\n{line}" if title else line, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _lines(rows: Sequence[dict[str, Any]], by: str, x: str, columns: dict[Axes, str]) -> None:
+    """On each axis, one line per value of `by`: that axis's column against `x`, sorted by `x`."""
+    for label in dict.fromkeys(row[by] for row in rows):
+        mine = sorted((r for r in rows if r[by] == label), key=lambda r: r[x])
+        for ax, column in columns.items():
+            ax.plot([r[x] for r in mine], [r[column] for r in mine], marker="o", label=label)
 
 
 def show_digits(
@@ -169,11 +178,7 @@ def latency_distributions(
 def batch_sweep(rows: Sequence[dict[str, Any]], title: str = "", source: str = "") -> Figure:
     """Throughput (instances/s) and p50 latency against batch size, one line per protocol."""
     fig, (speed_ax, latency_ax) = plt.subplots(1, 2, figsize=(10, 3.4))
-    for protocol in dict.fromkeys(row["protocol"] for row in rows):
-        mine = sorted((r for r in rows if r["protocol"] == protocol), key=lambda r: r["batch size"])
-        sizes = [r["batch size"] for r in mine]
-        speed_ax.plot(sizes, [r["instances/s"] for r in mine], marker="o", label=protocol)
-        latency_ax.plot(sizes, [r["p50 ms"] for r in mine], marker="o", label=protocol)
+    _lines(rows, "protocol", "batch size", {speed_ax: "instances/s", latency_ax: "p50 ms"})
     speed_ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="instances/s")
     latency_ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="p50 latency (ms)")
     speed_ax.set_title("Throughput")
@@ -189,14 +194,7 @@ def batch_sweep(rows: Sequence[dict[str, Any]], title: str = "", source: str = "
 def payload_per_instance(rows: Sequence[dict[str, Any]], source: str = "") -> Figure:
     """Bytes sent per instance against batch size, one line per encoding."""
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    for encoding in dict.fromkeys(row["encoding"] for row in rows):
-        mine = sorted((r for r in rows if r["encoding"] == encoding), key=lambda r: r["batch size"])
-        ax.plot(
-            [r["batch size"] for r in mine],
-            [r["bytes/instance"] for r in mine],
-            marker="o",
-            label=encoding,
-        )
+    _lines(rows, "encoding", "batch size", {ax: "bytes/instance"})
     ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="request bytes per instance")
     ax.set_xticks(sorted({r["batch size"] for r in rows}))
     ax.xaxis.set_major_formatter(ScalarFormatter())
@@ -210,11 +208,7 @@ def payload_per_instance(rows: Sequence[dict[str, Any]], source: str = "") -> Fi
 def concurrency_sweep(rows: Sequence[dict[str, Any]], source: str = "") -> Figure:
     """Throughput and p50 latency against the number of concurrent clients, per protocol."""
     fig, (speed_ax, latency_ax) = plt.subplots(1, 2, figsize=(10, 3.2))
-    for protocol in dict.fromkeys(row["protocol"] for row in rows):
-        mine = sorted((r for r in rows if r["protocol"] == protocol), key=lambda r: r["clients"])
-        clients = [r["clients"] for r in mine]
-        speed_ax.plot(clients, [r["requests/s"] for r in mine], marker="o", label=protocol)
-        latency_ax.plot(clients, [r["p50 ms"] for r in mine], marker="o", label=protocol)
+    _lines(rows, "protocol", "clients", {speed_ax: "requests/s", latency_ax: "p50 ms"})
     speed_ax.set(xlabel="concurrent clients", ylabel="requests/s", title="Throughput")
     latency_ax.set(xlabel="concurrent clients", ylabel="p50 latency (ms)", title="Latency")
     for ax in (speed_ax, latency_ax):

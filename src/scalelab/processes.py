@@ -1,5 +1,6 @@
 """Child processes: run one to its end or start one logging to a file, and quote its log's tail
-when it fails; free TCP ports; native stderr kept quiet. Importing this never imports TensorFlow."""
+when it fails; free TCP ports; native stderr kept quiet; the `with` block of whatever runs until
+stop() (servers, clusters, links). Importing this never imports TensorFlow."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 TAIL_LINES = 12
 _ERROR_LINE = re.compile(r"(?:\w+\.)*\w*(?:Error|Exception|Exit|Interrupt)\b")
@@ -62,6 +65,25 @@ def run(
 
 def _text(output: str | bytes | None) -> str:
     return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
+
+
+class Stoppable:
+    """Something that runs until stop(): in a `with` block, it stops when the block ends."""
+
+    def stop(self) -> None:
+        """Stop it (safe to call twice)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 @dataclass

@@ -200,16 +200,11 @@ def served_models(backend: str, models: Models, tmp_path_factory: pytest.TempPat
 
 
 def backend_available(backend: str) -> str | None:
-    """None when `backend` can run here, else why not (checked once per session)."""
-    from scalelab.serving import binary, docker
-
+    """None when `backend` can run here, else why not (checked once per session). The remote
+    backend always can: the suite starts the running server it attaches to (remote_host)."""
     if backend not in _AVAILABILITY:
-        if backend == "docker":
-            _AVAILABILITY[backend] = docker.unavailable_reason()
-        elif backend == "binary" and not binary.find_binary():
-            _AVAILABILITY[backend] = "tensorflow_model_server is not on PATH"
-        else:
-            _AVAILABILITY[backend] = None
+        check = serving.BACKENDS[backend].unavailable
+        _AVAILABILITY[backend] = None if backend == "remote" else check()
     return _AVAILABILITY[backend]
 
 
@@ -265,7 +260,10 @@ def remote_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[serv
 
 @pytest.fixture(
     scope="session",
-    params=["local", "remote", pytest.param("docker", marks=pytest.mark.docker), "binary"],
+    params=[
+        pytest.param(name, marks=[pytest.mark.docker] if name == "docker" else [])
+        for name in serving.BACKENDS
+    ],
 )
 def backend(request: pytest.FixtureRequest) -> str:
     """Each backend that can run here (the others skip, saying why)."""

@@ -13,6 +13,8 @@ import pytest
 import requests
 
 from scalelab import serving
+from scalelab.processes import free_ports
+from scalelab.serving import Request
 from scalelab.serving import docker as docker_backend
 
 from .conftest import Models, backend_available, wait_for
@@ -51,9 +53,9 @@ def test_stop_shuts_the_server_down_gracefully_instead_of_killing_it(models: Mod
 
 
 def test_container_removed_from_outside_is_a_clear_start_error(models: Models):
-    server = docker_backend.launch(
-        [("half_plus_two", models.base("half_plus_two"))], None, *_ports(), []
-    )
+    rest_port, grpc_port = free_ports(2)
+    request = Request([("half_plus_two", models.base("half_plus_two"))], None, rest_port, grpc_port)
+    server = docker_backend.launch(request)
     server.container.remove(force=True)
     with pytest.raises(serving.ServerStartError, match=r"exited \(code -1\)") as failure:
         serving.server.wait_until_available(server, 30)
@@ -103,11 +105,3 @@ def test_config_file_replaced_atomically_is_reloaded_inside_the_container(
             return answer.ok and answer.json()["model_version_status"][0]["state"] == "AVAILABLE"
 
         wait_for(keras_available, "the model added by the replaced config file", seconds=60)
-
-
-def _ports() -> tuple[int, int]:
-    rest = serving.free_port()
-    grpc = serving.free_port()
-    while grpc == rest:
-        grpc = serving.free_port()
-    return rest, grpc

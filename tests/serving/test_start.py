@@ -46,7 +46,7 @@ def test_automatic_choice_falls_back_to_local_without_docker_or_binary(monkeypat
     if not (backend_available("docker") and backend_available("binary")):
         pytest.skip("docker or binary is available here")
     backend, reason = serving.choose_backend()
-    assert backend == "local" and "no Docker engine answered" in reason
+    assert backend == "local" and "no Docker engine answers" in reason
 
 
 def test_docker_backend_without_engine_is_a_clear_error(models: Models):

@@ -17,9 +17,11 @@ from pathlib import Path
 
 from scalelab.processes import free_port, free_ports
 
+from .backends import BACKENDS, Backend
 from .docker import cleanup, docker_run_command
 from .server import (
     Models,
+    Request,
     Server,
     ServerStartError,
     resolve_models,
@@ -28,6 +30,7 @@ from .server import (
 
 __all__ = [
     "BACKENDS",
+    "Backend",
     "Server",
     "ServerStartError",
     "choose_backend",
@@ -38,7 +41,6 @@ __all__ = [
     "start",
 ]
 
-BACKENDS = ("remote", "docker", "binary", "local")
 BACKEND_ENV = "SCALELAB_SERVING_BACKEND"
 _OWN_FLAGS = ("--port=", "--rest_api_port=", "--model_name=", "--model_base_path=")
 
@@ -46,47 +48,27 @@ _OWN_FLAGS = ("--port=", "--rest_api_port=", "--model_name=", "--model_base_path
 def choose_backend(
     backend: str | None = None, *, models: Models | None = None, extra_flags: Sequence[str] = ()
 ) -> tuple[str, str]:
-    """The backend to use and why: `backend`, else $SCALELAB_SERVING_BACKEND, else the first
-    that can serve `models` with `extra_flags`: remote (a running TF Serving named by the
-    environment), docker (an engine answers), binary (on PATH), local."""
-    from . import binary, docker, remote
-
+    """The backend to use and why: `backend`, else $SCALELAB_SERVING_BACKEND, else the first in
+    BACKENDS that can serve `models` with `extra_flags`: remote (a running TF Serving named by
+    the environment), docker (an engine answers), binary (on PATH), local."""
     if backend is None and os.environ.get(BACKEND_ENV):
         backend, reason = os.environ[BACKEND_ENV], f"set by {BACKEND_ENV}"
     else:
         reason = "set by backend="
     if backend is None:
         skipped = []
-        running = remote.Remote.from_env()
-        if running is not None:
-            up = remote.answers(running)
-            why_not = remote.refusal(running, models or [], extra_flags) if up else None
-            if up and why_not is None:
-                return "remote", f"{running} answered"
-            skipped.append(why_not or f"{running} did not answer")
-        if docker.engine_available():
-            arm64 = docker.arm64_reason()
-            if arm64 is None:
-                return "docker", "; ".join([*skipped, "a Docker engine answered"])
-            skipped.append(arm64)
-        else:
-            skipped.append("no Docker engine answered")
-        if binary.find_binary():
-            return "binary", "; ".join([*skipped, f"{binary.BINARY} is on PATH"])
-        return "local", "; ".join([*skipped, f"{binary.BINARY} is not on PATH"])
+        for candidate in BACKENDS.values():
+            why_not = candidate.passed_over(models or [], extra_flags) or candidate.unavailable()
+            if why_not is None:
+                return candidate.name, "; ".join(filter(None, [*skipped, candidate.chosen()]))
+            skipped.append(why_not)
     if backend not in BACKENDS:
-        raise ValueError(f"Unknown serving backend {backend!r} ({reason}): use one of {BACKENDS}.")
-    if backend == "remote":
-        running = remote.Remote.from_env()
-        if running is None or not remote.answers(running):
-            raise ServerStartError(
-                f"Backend remote was {reason}, but no running TF Serving answers: set "
-                f"{remote.REST_ENV} and {remote.GRPC_ENV} to its addresses and start it."
-            )
-    if backend == "docker" and not docker.engine_available():
-        raise ServerStartError(f"Backend docker was {reason}, but no Docker engine answers.")
-    if backend == "binary" and not binary.find_binary():
-        raise ServerStartError(f"Backend binary was {reason}, but {binary.BINARY} is not on PATH.")
+        raise ValueError(
+            f"Unknown serving backend {backend!r} ({reason}): use one of {tuple(BACKENDS)}."
+        )
+    why_not = BACKENDS[backend].unavailable()
+    if why_not is not None:
+        raise ServerStartError(f"Backend {backend} was {reason}, but {why_not}.")
     return backend, reason
 
 
@@ -118,15 +100,8 @@ def start(
     spare = iter(free_ports(2))
     rest_port = rest_port or next(spare)
     grpc_port = grpc_port or next(port for port in spare if port != rest_port)
-    if name == "remote":
-        from .remote import launch
-    elif name == "docker":
-        from .docker import launch
-    elif name == "binary":
-        from .binary import launch
-    else:
-        from .local import launch
-    server = launch(models, config_file, rest_port, grpc_port, extra_flags)
+    request = Request(models, config_file, rest_port, grpc_port, tuple(extra_flags))
+    server = BACKENDS[name].launch(request)
     try:
         wait_until_available(server, timeout)
     except BaseException:

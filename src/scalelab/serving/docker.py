@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .server import Models, Server, ServerStartError, resolve_models
+from .server import Models, Request, Server, ServerStartError, resolve_models
 
 IMAGE_ENV = "SCALELAB_SERVING_IMAGE"
 # The newest release with a published image (tensorflow-serving-api 2.21 has no 2.21 image yet).
@@ -272,17 +272,12 @@ class DockerServer(Server):
         return None
 
 
-def launch(
-    models: Models,
-    config_file: Path | None,
-    rest_port: int,
-    grpc_port: int,
-    extra_flags: Sequence[str] = (),
-) -> DockerServer:
+def launch(request: Request) -> DockerServer:
     """Run the image detached: ports on 127.0.0.1, files mounted read-only, an init process."""
     import docker
 
-    mounts, args = _container_spec(models, config_file, extra_flags)
+    mounts, args = _container_spec(request.models, request.config_file, request.extra_flags)
+    rest_port, grpc_port = request.rest_port, request.grpc_port
     name = image()
     try:
         cleanup()
@@ -316,4 +311,14 @@ def launch(
         raise
     if not _exit_hook:
         _exit_hook.append(atexit.register(_remove_own_containers, os.getpid()))
-    return DockerServer(client, container, rest_port, grpc_port, [m for m, _ in models])
+    return DockerServer(client, container, rest_port, grpc_port, request.model_names)
+
+
+def describe(server: Server) -> str:
+    """What serves: the image the container runs."""
+    try:
+        name = server.container.attrs["Config"]["Image"]  # type: ignore[attr-defined]
+    except Exception:  # no container details: name the image start() would use
+        name = image()
+    real = str(name).startswith("tensorflow/serving")
+    return f"TF Serving in Docker, image {name}" if real else f"Docker image {name}"

@@ -25,7 +25,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from .server import Models, Server, ServerStartError
+from .server import Models, Request, Server, ServerStartError
 
 REST_ENV, GRPC_ENV = "SCALELAB_SERVING_REMOTE_REST", "SCALELAB_SERVING_REMOTE_GRPC"
 ROOT_ENV, FLAGS_ENV = "SCALELAB_SERVING_REMOTE_ROOT", "SCALELAB_SERVING_REMOTE_FLAGS"
@@ -219,22 +219,15 @@ class RemoteServer(Server):
         return None if self._stopped or answers(self.remote) else -1
 
 
-def launch(
-    models: Models,
-    config_file: Path | None,
-    rest_port: int,
-    grpc_port: int,
-    extra_flags: Sequence[str] = (),
-    timeout: float = 120,
-) -> RemoteServer:
+def launch(request: Request, timeout: float = 120) -> RemoteServer:
     """Add the models to the running server named by the environment (ports are its own)."""
     remote = Remote.from_env()
     if remote is None:
         raise ServerStartError(f"No running TF Serving is named: set {REST_ENV} and {GRPC_ENV}.")
-    reason = refusal(remote, models, extra_flags)
+    reason = refusal(remote, request.models, request.extra_flags)
     if reason:
         raise ServerStartError(f"Cannot use the remote backend: {reason}.")
-    configs = _configs(models, config_file)
+    configs = _configs(request.models, request.config_file)
     with _registry(remote) as (path, entries):
         before = dict(entries)
         for name, text in configs.items():
@@ -250,3 +243,32 @@ def launch(
     if not _exit_hook:
         _exit_hook.append(atexit.register(_remove_all_of_ours))
     return RemoteServer(remote, list(configs), f"Added {sorted(configs)} to {remote}.\n")
+
+
+def unavailable() -> str | None:
+    """Why no running TF Serving can be used (none named, or it does not answer), else None."""
+    remote = Remote.from_env()
+    if remote is None:
+        return f"no running TF Serving is named ({REST_ENV} and {GRPC_ENV} are unset)"
+    if not answers(remote):
+        return f"{remote} did not answer: start it, or point {REST_ENV} and {GRPC_ENV} at it"
+    return None
+
+
+def passed_over(models: Models, extra_flags: Sequence[str]) -> str | None:
+    """Why the running server cannot serve these models with these flags, or None (also when
+    there is no server: unavailable() says so)."""
+    remote = Remote.from_env()
+    if remote is None or not answers(remote):
+        return None
+    return refusal(remote, models, extra_flags)
+
+
+def chosen() -> str:
+    """Why start() picked the running server."""
+    return f"{Remote.from_env()} answered"
+
+
+def describe(server: Server) -> str:
+    """What serves: the running server's addresses."""
+    return f"the TF Serving at {server.rest_url} / {server.grpc_target}"

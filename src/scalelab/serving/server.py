@@ -11,8 +11,8 @@ import urllib.error
 import urllib.request
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import quote
 
 from google.protobuf import text_format
@@ -43,11 +43,32 @@ _HINTS = (  # (regular expression found in the logs, what to tell the user)
 )
 
 
+@dataclass(frozen=True)
+class Request:
+    """What start() asks a backend to serve: the models, their config file, ports, more flags."""
+
+    models: Models
+    config_file: Path | None
+    rest_port: int
+    grpc_port: int
+    extra_flags: tuple[str, ...] = ()
+
+    @property
+    def model_names(self) -> list[str]:
+        """The names of the models to serve."""
+        return [name for name, _ in self.models]
+
+    def flags(self) -> list[str]:
+        """tensorflow_model_server's flags for this request: ports, model(s), then the extras."""
+        ports = [f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}"]
+        return [*ports, *model_flags(self.models, self.config_file), *self.extra_flags]
+
+
 class ServerStartError(RuntimeError):
     """The model server did not come up; the message says what to fix and shows its last logs."""
 
 
-class Server:
+class Server(processes.Stoppable):
     """A running model server (use it in a `with` block, or call stop())."""
 
     def __init__(
@@ -58,10 +79,6 @@ class Server:
         self.grpc_target = f"127.0.0.1:{grpc_port}"
         self.model_names = tuple(model_names)
 
-    def stop(self) -> None:
-        """Stop the server and release its ports (safe to call twice)."""
-        raise NotImplementedError
-
     def logs(self) -> str:
         """Everything the server has logged so far."""
         raise NotImplementedError
@@ -69,17 +86,6 @@ class Server:
     def exit_code(self) -> int | None:
         """The server's exit code, or None while it runs."""
         raise NotImplementedError
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return (

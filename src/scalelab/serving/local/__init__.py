@@ -8,21 +8,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
-from ..server import Models, ProcessServer, model_flags
+from ..server import ProcessServer, Request, Server
 
 PARENT_PID_ENV = "SCALELAB_SERVING_PARENT_PID"
 
 
-def launch(
-    models: Models,
-    config_file: Path | None,
-    rest_port: int,
-    grpc_port: int,
-    extra_flags: Sequence[str] = (),
-) -> ProcessServer:
+def launch(request: Request) -> ProcessServer:
     """Start the local server with tensorflow_model_server's flags; it exits when we do."""
     source_root = str(Path(__file__).resolve().parents[3])
     env = dict(os.environ)
@@ -33,7 +26,18 @@ def launch(
         PYTHONPATH=os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH")) if p),
     )
     env[PARENT_PID_ENV] = str(os.getpid())
-    flags = [f"--port={grpc_port}", f"--rest_api_port={rest_port}"]
-    flags += model_flags(models, config_file) + list(extra_flags)
-    argv = [sys.executable, "-m", "scalelab.serving", *flags]
-    return ProcessServer("local", argv, env, rest_port, grpc_port, [name for name, _ in models])
+    argv = [sys.executable, "-m", "scalelab.serving", *request.flags()]
+    return ProcessServer(
+        "local", argv, env, request.rest_port, request.grpc_port, request.model_names
+    )
+
+
+def describe(server: Server) -> str:
+    """What serves: the stand-in and the TensorFlow it runs."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        tf_version = version("tensorflow")
+    except PackageNotFoundError:
+        tf_version = "?"
+    return f"scalelab stand-in (Python, TensorFlow {tf_version})"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import NoReturn
 
@@ -43,17 +45,30 @@ def _unimplemented(context: grpc.ServicerContext, method: str) -> NoReturn:
     )
 
 
-class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Predict and GetModelMetadata; Classify, Regress and MultiInference answer UNIMPLEMENTED."""
+@contextlib.contextmanager
+def _answering(context: grpc.ServicerContext) -> Iterator[None]:
+    """Abort the call with the status of a ServingError raised in the block."""
+    try:
+        yield
+    except ServingError as error:
+        _abort(context, error)
+
+
+class _Service:
+    """A gRPC service answered from the model manager."""
 
     def __init__(self, manager: ModelManager) -> None:
         self._manager = manager
+
+
+class PredictionService(_Service, prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Predict and GetModelMetadata; Classify, Regress and MultiInference answer UNIMPLEMENTED."""
 
     def Predict(
         self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
     ) -> predict_pb2.PredictResponse:
         """Run a signature on TensorProto inputs; answer typed-field TensorProto outputs."""
-        try:
+        with _answering(context):
             servable = self._manager.servable(request.model_spec)
             outputs = servable.predict(
                 request.model_spec.signature_name,
@@ -61,8 +76,6 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 list(request.output_filter),
                 convert=proto_to_array,
             )
-        except ServingError as error:
-            _abort(context, error)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
@@ -75,7 +88,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: grpc.ServicerContext
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         """The SignatureDefMap of the requested version, packed in an Any under 'signature_def'."""
-        try:
+        with _answering(context):
             if not request.HasField("model_spec"):
                 raise invalid("Missing ModelSpec")
             if not request.metadata_field:
@@ -84,8 +97,6 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 if field != "signature_def":
                     raise invalid(f"Metadata field {field} is not supported")
             servable = self._manager.servable(request.model_spec)
-        except ServingError as error:
-            _abort(context, error)
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
@@ -106,31 +117,24 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         _unimplemented(context, "MultiInference")
 
 
-class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+class ModelService(_Service, model_service_pb2_grpc.ModelServiceServicer):
     """GetModelStatus and HandleReloadConfigRequest."""
-
-    def __init__(self, manager: ModelManager) -> None:
-        self._manager = manager
 
     def GetModelStatus(
         self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.ServicerContext
     ) -> get_model_status_pb2.GetModelStatusResponse:
         """The state of every version of a model, or of the one version asked for."""
-        try:
+        with _answering(context):
             if not request.HasField("model_spec"):
                 raise invalid("Missing ModelSpec")
             return self._manager.status(request.model_spec)
-        except ServingError as error:
-            _abort(context, error)
 
     def HandleReloadConfigRequest(
         self, request: model_management_pb2.ReloadConfigRequest, context: grpc.ServicerContext
     ) -> model_management_pb2.ReloadConfigResponse:
         """Replace the whole model_config_list; returns once new models are AVAILABLE."""
-        try:
+        with _answering(context):
             self._manager.reload(request.config)
-        except ServingError as error:
-            _abort(context, error)
         response = model_management_pb2.ReloadConfigResponse()
         response.status.SetInParent()  # error_code OK
         return response

@@ -56,7 +56,7 @@ def choose_backend(
     else:
         reason = "set by backend="
     if backend is None:
-        skipped = []
+        skipped: list[str] = []
         for candidate in BACKENDS.values():
             why_not = candidate.passed_over(models or [], extra_flags) or candidate.unavailable()
             if why_not is None:
@@ -73,10 +73,10 @@ def choose_backend(
 
 
 def start(
-    model_base_path: str | os.PathLike | None = None,
+    model_base_path: str | os.PathLike[str] | None = None,
     model_name: str | None = None,
     *,
-    model_config_file: str | os.PathLike | None = None,
+    model_config_file: str | os.PathLike[str] | None = None,
     backend: str | None = None,
     rest_port: int | None = None,
     grpc_port: int | None = None,
@@ -113,7 +113,7 @@ def start(
 _SHARED: dict[tuple[str, str | None], Server] = {}
 
 
-def shared(model_base_path: str | os.PathLike, model_name: str | None = None) -> Server:
+def shared(model_base_path: str | os.PathLike[str], model_name: str | None = None) -> Server:
     """A server for this model that later calls reuse while it runs (graded tests share one).
 
     It is started on first use with start()'s defaults and stopped when Python exits.

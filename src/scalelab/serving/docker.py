@@ -20,7 +20,7 @@ import warnings
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .server import Models, Request, Server, ServerStartError, resolve_models
 
@@ -146,10 +146,10 @@ def _container_spec(
 
 
 def docker_run_command(
-    model_base_path: str | os.PathLike | None = None,
+    model_base_path: str | os.PathLike[str] | None = None,
     model_name: str | None = None,
     *,
-    model_config_file: str | os.PathLike | None = None,
+    model_config_file: str | os.PathLike[str] | None = None,
     rest_port: int = 8501,
     grpc_port: int = 8500,
     extra_flags: Sequence[str] = (),
@@ -255,7 +255,7 @@ class DockerServer(Server):
         if self._final_logs is not None:
             return self._final_logs
         try:
-            return self.container.logs().decode(errors="replace")
+            return cast(bytes, self.container.logs()).decode(errors="replace")
         except Exception:
             return f"(container {self.container.name} was removed: its logs are gone)"
 

@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
@@ -103,11 +104,11 @@ def refusal(remote: Remote, models: Models, extra_flags: Sequence[str]) -> str |
     return None
 
 
-def _mine(entry: dict) -> bool:
+def _mine(entry: dict[str, Any]) -> bool:
     return entry.get("pid") == os.getpid() and entry.get("host") == socket.gethostname()
 
 
-def _alive(entry: dict) -> bool:
+def _alive(entry: dict[str, Any]) -> bool:
     if entry.get("host") != socket.gethostname():
         return True  # another machine's: it removes its own
     try:
@@ -120,7 +121,7 @@ def _alive(entry: dict) -> bool:
 
 
 @contextlib.contextmanager
-def _registry(remote: Remote) -> Iterator[tuple[Path, dict[str, dict]]]:
+def _registry(remote: Remote) -> Iterator[tuple[Path, dict[str, dict[str, Any]]]]:
     """The models every client added to this server, locked while the block runs; the entries
     of processes that died are left out."""
     folder = (remote.root or Path.home()) / ".scalelab"
@@ -136,7 +137,7 @@ def _registry(remote: Remote) -> Iterator[tuple[Path, dict[str, dict]]]:
         yield path, {name: e for name, e in entries.items() if _alive(e)}
 
 
-def _reload(remote: Remote, entries: dict[str, dict], timeout: float) -> None:
+def _reload(remote: Remote, entries: dict[str, dict[str, Any]], timeout: float) -> None:
     """Send the whole model list to the server (HandleReloadConfigRequest)."""
     import grpc
     from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc

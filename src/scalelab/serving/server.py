@@ -147,9 +147,9 @@ def model_flags(models: Models, config_file: Path | None) -> list[str]:
 
 
 def resolve_models(
-    model_base_path: str | os.PathLike | None,
+    model_base_path: str | os.PathLike[str] | None,
     model_name: str | None,
-    model_config_file: str | os.PathLike | None,
+    model_config_file: str | os.PathLike[str] | None,
     check: bool = True,
 ) -> tuple[Models, Path | None]:
     """The (name, absolute base path) pairs to serve, and the config file's absolute path.

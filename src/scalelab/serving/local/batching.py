@@ -59,7 +59,7 @@ def parse_batching_parameters(text: str) -> BatchingParameters:
 class _Task:
     inputs: Tensors
     size: int
-    future: Future = field(default_factory=Future)
+    future: Future[Tensors] = field(default_factory=Future)
 
 
 class Batcher:
@@ -132,7 +132,7 @@ class Batcher:
                     break
                 batch.append(nxt)
                 rows += nxt.size
-            groups: dict[tuple, list[_Task]] = {}
+            groups: dict[tuple[tuple[str, tuple[int, ...], str], ...], list[_Task]] = {}
             for item in batch:
                 key = tuple((k, v.shape[1:], v.dtype.str) for k, v in sorted(item.inputs.items()))
                 groups.setdefault(key, []).append(item)

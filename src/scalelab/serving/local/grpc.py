@@ -61,7 +61,8 @@ class _Service:
         self._manager = manager
 
 
-class PredictionService(_Service, prediction_service_pb2_grpc.PredictionServiceServicer):
+# The generated servicer bases have no type hints (tensorflow_serving ships no stubs).
+class PredictionService(_Service, prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
     """Predict and GetModelMetadata; Classify, Regress and MultiInference answer UNIMPLEMENTED."""
 
     def Predict(
@@ -117,7 +118,7 @@ class PredictionService(_Service, prediction_service_pb2_grpc.PredictionServiceS
         _unimplemented(context, "MultiInference")
 
 
-class ModelService(_Service, model_service_pb2_grpc.ModelServiceServicer):
+class ModelService(_Service, model_service_pb2_grpc.ModelServiceServicer):  # type: ignore[misc]
     """GetModelStatus and HandleReloadConfigRequest."""
 
     def GetModelStatus(

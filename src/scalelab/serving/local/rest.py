@@ -48,7 +48,7 @@ def _json_from_proto(message: Any, keep_names: bool = False) -> str:
     )
 
 
-def _parse_body(body: bytes) -> tuple[dict, bool]:
+def _parse_body(body: bytes) -> tuple[dict[str, Any], bool]:
     """The request's JSON object, and whether orjson (C) parsed it.
 
     orjson parses strict JSON at C speed; anything it refuses (NaN/Infinity, trailing text, bad
@@ -65,7 +65,7 @@ def _parse_body(body: bytes) -> tuple[dict, bool]:
     return document, True
 
 
-def _parse_body_exactly(body: bytes) -> dict:
+def _parse_body_exactly(body: bytes) -> dict[str, Any]:
     """The request's JSON object; rapidjson-like: NaN/Infinity allowed, trailing text ignored."""
     try:
         text = body.decode("utf-8")
@@ -156,6 +156,7 @@ class RestApi:
         try:
             outputs = future.result(timeout=self._timeout)
         except FutureTimeout:
+            assert self._timeout is not None  # result() times out only when given a timeout
             raise ServingError(
                 StatusCode.DEADLINE_EXCEEDED,
                 f"Deadline exceeded: the request took longer than --rest_api_timeout_in_ms="
@@ -164,7 +165,7 @@ class RestApi:
         return outputs_to_json(outputs, row_format)
 
     def _request(
-        self, spec: model_pb2.ModelSpec, document: dict, body: bytes
+        self, spec: model_pb2.ModelSpec, document: dict[str, Any], body: bytes
     ) -> tuple[str, Any, dict[str, Any]]:
         """The signature name, the servable and the input arrays of a parsed predict body."""
         signature = document.get("signature_name", "")

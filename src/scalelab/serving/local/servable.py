@@ -76,7 +76,7 @@ class Servable:
         except BaseException:
             self._session.close()
             raise
-        self._callables: dict[tuple, Callable] = {}
+        self._callables: dict[tuple[str, tuple[str, ...]], Callable[..., Any]] = {}
         self._batching = batching
         self._batchers: dict[str, Batcher] = {}
         self._lock = threading.Lock()

@@ -9,7 +9,7 @@ import math
 import struct
 from collections.abc import Callable
 from fractions import Fraction
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import tensorflow as tf
@@ -18,8 +18,12 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 
 from .status import ServingError, invalid
 
-_FLOATS = {types_pb2.DT_FLOAT: np.float32, types_pb2.DT_DOUBLE: np.float64}
-_INTS = {  # dtype -> (numpy type, range rapidjson accepts for it)
+_FLOATS: dict[int, type[np.floating[Any]]] = {
+    types_pb2.DT_FLOAT: np.float32,
+    types_pb2.DT_DOUBLE: np.float64,
+}
+# dtype -> (numpy type, range rapidjson accepts for it)
+_INTS: dict[int, tuple[type[np.integer[Any]], int, int]] = {
     types_pb2.DT_INT32: (np.int32, -(2**31), 2**31),
     types_pb2.DT_INT16: (np.int16, -(2**31), 2**31),
     types_pb2.DT_INT8: (np.int8, -(2**31), 2**31),
@@ -48,14 +52,15 @@ _FLOAT_DIGITS = {2: 5, 4: 9, 8: 17}  # max_digits10 by item size
 
 def dtype_name(dtype: int) -> str:
     """TensorFlow's DataTypeString: DT_FLOAT -> 'float'."""
-    return types_pb2.DataType.Name(dtype)[3:].lower()
+    name: str = types_pb2.DataType.Name(dtype)
+    return name[3:].lower()
 
 
 def array_dtype(arr: np.ndarray) -> int:
     """The DataType enum of a numpy array (object/bytes arrays are DT_STRING)."""
     if arr.dtype.kind in "OSU":
-        return types_pb2.DT_STRING
-    return tf.as_dtype(arr.dtype).as_datatype_enum
+        return cast(int, types_pb2.DT_STRING)
+    return cast(int, tf.as_dtype(arr.dtype).as_datatype_enum)
 
 
 def shape_string(shape: tuple[int, ...] | list[int]) -> str:
@@ -72,7 +77,8 @@ def json_type(value: Any) -> str:
         return "Null"
     if isinstance(value, bool):
         return "True" if value else "False"
-    return {dict: "Object", list: "Array", str: "String"}.get(type(value), "Number")
+    names: dict[type[Any], str] = {dict: "Object", list: "Array", str: "String"}
+    return names.get(type(value), "Number")
 
 
 def json_debug(value: Any) -> str:
@@ -117,6 +123,7 @@ def _b64decode(value: Any) -> bytes:
 
 def _fast_array(value: Any, dtype: int, may_hold_bools: bool) -> np.ndarray | None:
     """numpy's own conversion, when it provably gives what TF Serving's checks would accept."""
+    target: type[np.generic]
     if dtype == types_pb2.DT_BOOL:
         kinds, target, bounds = "b", np.bool_, None
     elif may_hold_bools:
@@ -149,7 +156,7 @@ def _dense_shape(value: Any) -> list[int]:
     return shape
 
 
-def _fill(value: Any, level: int, shape: list[int], dtype: int, out: list) -> None:
+def _fill(value: Any, level: int, shape: list[int], dtype: int, out: list[Any]) -> None:
     rank = len(shape)
     if not isinstance(value, list):
         if level != rank:
@@ -189,7 +196,7 @@ def json_to_array(value: Any, dtype: int, may_hold_bools: bool = True) -> np.nda
     if fast is not None:
         return fast
     shape = _dense_shape(value)
-    flat: list = []
+    flat: list[Any] = []
     _fill(value, 0, shape, dtype, flat)
     if dtype == types_pb2.DT_STRING:
         target: Any = object
@@ -218,7 +225,7 @@ def _add_instance_item(
 
 
 def instances_to_arrays(
-    instances: list, dtypes: dict[str, int], may_hold_bools: bool
+    instances: list[Any], dtypes: dict[str, int], may_hold_bools: bool
 ) -> dict[str, np.ndarray]:
     """The row format: one list element per batch item, plain or one object per item."""
     first = instances[0]
@@ -355,7 +362,7 @@ def _g_round_trips_float32(flat: np.ndarray) -> np.ndarray:
     subnormal or huge ones, are decided exactly, one by one.
     """
     a = np.abs(flat.astype(np.float64))
-    ok = np.zeros(a.shape, bool)
+    ok: np.ndarray = np.zeros(a.shape, bool)
     normal = (a >= 2.0**-126) & (a < 1e38)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         exponent = np.floor(np.log10(np.where(normal, a, 1.0))).astype(np.int64)
@@ -510,7 +517,7 @@ def outputs_to_json(outputs: dict[str, np.ndarray], row_format: bool) -> str:
 def proto_to_array(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
     """A request TensorProto (typed fields or tensor_content) as a numpy array."""
     try:
-        return tf.make_ndarray(proto)
+        return cast(np.ndarray, tf.make_ndarray(proto))
     except Exception:
         raise invalid(f"tensor parsing error: {alias}") from None
 

@@ -17,11 +17,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from scalelab.gcpause import collector_paused
+
+if TYPE_CHECKING:
+    import grpc
 
 Sent = tuple[int, int] | None  # (bytes sent, bytes received) of one request, when known
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
@@ -230,7 +234,7 @@ class GrpcClient:
         self.channel = grpc.insecure_channel(target, options=options)
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.model = model
-        self._raw: Any = None
+        self._raw: grpc.UnaryUnaryMultiCallable[bytes, bytes] | None = None
 
     def request(self, inputs: np.ndarray, input_name: str = "images") -> Any:
         """The PredictRequest for `inputs`."""
@@ -250,7 +254,7 @@ class GrpcClient:
 
     def body(self, inputs: np.ndarray) -> bytes:
         """The serialized PredictRequest, what goes on the wire."""
-        return self.request(inputs).SerializeToString()
+        return cast(bytes, self.request(inputs).SerializeToString())
 
     def send(self, data: bytes) -> bytes:
         """Call Predict with an already serialized request; return the serialized reply."""
@@ -299,7 +303,9 @@ def rest_vs_grpc(
 
 def ratio(rows: Sequence[dict[str, Any]], batch_size: int, column: str = "instances/s") -> float:
     """gRPC's `column` divided by REST row's at `batch_size`, from rest_vs_grpc()'s rows."""
-    value = {r["protocol"]: r[column] for r in rows if r["batch size"] == batch_size}
+    value: dict[str, float] = {
+        r["protocol"]: r[column] for r in rows if r["batch size"] == batch_size
+    }
     return value["gRPC"] / value["REST row"]
 
 
@@ -424,9 +430,11 @@ def _median_ms(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     return 1000 * float(np.median(times)), result
 
 
-def _clients(rest_url: str, grpc_target: str, model: str, names: Sequence[str]) -> dict[str, Any]:
+def _clients(
+    rest_url: str, grpc_target: str, model: str, names: Sequence[str]
+) -> dict[str, RestClient | GrpcClient]:
     """The four ways to send a predict request, by name."""
-    make = {
+    make: dict[str, Callable[[], RestClient | GrpcClient]] = {
         "REST row": lambda: RestClient(rest_url, model),
         "REST columnar": lambda: RestClient(rest_url, model, columnar=True),
         "REST gzip": lambda: RestClient(rest_url, model, compress=True),
@@ -439,8 +447,10 @@ def _sink_sender(sink: Any, body: bytes, reply_bytes: int) -> Callable[[], bytes
     """A call that sends `body` to a sink (REST or gRPC client) and gets `reply_bytes` back."""
     if isinstance(sink, GrpcClient):
         sink.send(b"")  # opens the channel and creates the raw method
+        raw = sink._raw
+        assert raw is not None  # send() created it
         metadata = (("x-reply-bytes", str(reply_bytes)),)
-        return lambda: sink._raw(body, metadata=metadata, timeout=120)
+        return lambda: raw(body, metadata=metadata, timeout=120)
     headers = {**sink.headers, "X-Reply-Bytes": str(reply_bytes)}
     return lambda: sink.session.post(sink.url, data=body, headers=headers, timeout=120).content
 
@@ -481,10 +491,10 @@ def time_breakdown(
             reps = max(5, repeats // max(1, batch_size // 256))
             for name, client in clients.items():
                 errors = 0
-                encode_ms, body = _median_ms(lambda c=client, b=batch: c.body(b), reps)
+                encode_ms, body = _median_ms(partial(client.body, batch), reps)
                 try:
                     answer = client.send(body)  # warms up the connection and the server
-                    decode_ms, _ = _median_ms(lambda c=client, a=answer: c.decode(a), reps)
+                    decode_ms, _ = _median_ms(partial(client.decode, answer), reps)
                 except Exception:  # counted, as run_load does: a benchmark reports failures
                     errors += 1
                     answer, decode_ms = b"", float("nan")
@@ -492,7 +502,7 @@ def time_breakdown(
                 send()
                 trips, transfers = [], []
                 for _ in range(reps if not errors else 0):  # alternate, so both see the same load
-                    trips.append(_median_ms(lambda c=client, d=body: c.send(d), 1)[0])
+                    trips.append(_median_ms(partial(client.send, body), 1)[0])
                     transfers.append(_median_ms(send, 1)[0])
                 round_ms = float(np.median(trips)) if trips else float("nan")
                 transfer_ms = float(np.median(transfers)) if transfers else _median_ms(send, 3)[0]

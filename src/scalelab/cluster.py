@@ -137,6 +137,10 @@ class _Task:
         """The current run's process, None before the first start."""
         return self.child.process if self.child else None
 
+    def poll(self) -> int | None:
+        """The current run's exit code: None while it runs, or before the first start."""
+        return self.process.poll() if self.process else None
+
     def output(self) -> str:
         """What the task's current run has logged."""
         return self.child.output() if self.child else ""
@@ -151,7 +155,7 @@ class Cluster(processes.Stoppable):
         cluster: Mapping[str, Sequence[str]],
         *,
         env: Mapping[str, str] | None = None,
-        logdir: str | os.PathLike | None = None,
+        logdir: str | os.PathLike[str] | None = None,
         timeout: float = 120.0,
         max_restarts: int = 0,
     ) -> None:
@@ -247,7 +251,7 @@ class Cluster(processes.Stoppable):
             raise RuntimeError("Call start() before wait().")
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         try:
-            while not all(self._task(name).process.poll() == 0 for name in self._finishers):
+            while not all(self._task(name).poll() == 0 for name in self._finishers):
                 self._check(deadline, self._finishers, waiting_for="training to finish")
                 time.sleep(_POLL_SECONDS)
         finally:
@@ -259,7 +263,7 @@ class Cluster(processes.Stoppable):
         return {
             name: TaskResult(
                 name,
-                task.process.poll() if task.process else None,
+                task.poll(),
                 task.restarts,
                 processes.tail(task.output()),
                 json.loads(task.result_path.read_text()) if task.result_path.exists() else None,
@@ -307,7 +311,7 @@ class Cluster(processes.Stoppable):
     def _check(self, deadline: float, waited: Sequence[str], waiting_for: str) -> None:
         """Restart or report failed tasks; raise ClusterError once the deadline has passed."""
         for task in self._tasks.values():
-            code = task.process.poll() if task.process else None
+            code = task.poll()
             if code is None or task.down or (code == 0 and task.name in self._finishers):
                 continue
             if task.failures < self.max_restarts:
@@ -336,7 +340,7 @@ class Cluster(processes.Stoppable):
 
 
 def start_cluster(
-    program: str | os.PathLike,
+    program: str | os.PathLike[str],
     args: Sequence[str] = (),
     *,
     workers: int = 2,
@@ -344,7 +348,7 @@ def start_cluster(
     chief: bool = False,
     timeout: float = 120.0,
     env: Mapping[str, str] | None = None,
-    logdir: str | os.PathLike | None = None,
+    logdir: str | os.PathLike[str] | None = None,
     legacy_keras: bool = False,
     threads: int = 1,
     max_restarts: int = 0,
@@ -404,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         strategy_bench.main(options.options)
 
 
-def _command(program: str | os.PathLike, args: Sequence[str]) -> list[str]:
+def _command(program: str | os.PathLike[str], args: Sequence[str]) -> list[str]:
     """The argv of a task: `python script.py ARGS` or `python -m package.module ARGS`."""
     if str(program).endswith(".py"):
         script = Path(program).resolve()
@@ -431,13 +435,15 @@ def _kill_group(task: _Task, signum: int) -> None:
 
 
 def _stop_tasks(tasks: Sequence[_Task]) -> None:
-    running = [task for task in tasks if task.process and task.process.poll() is None]
-    for task in running:
+    running = [
+        (task, process) for task in tasks if (process := task.process) and process.poll() is None
+    ]
+    for task, _ in running:
         _kill_group(task, signal.SIGTERM)
     deadline = time.monotonic() + _STOP_GRACE_SECONDS
-    for task in running:
+    for _, process in running:
         with contextlib.suppress(subprocess.TimeoutExpired):
-            task.process.wait(max(0.0, deadline - time.monotonic()))
+            process.wait(max(0.0, deadline - time.monotonic()))
     for task in tasks:
         _kill_group(task, signal.SIGKILL)  # survivors, and children of tasks that exited
 

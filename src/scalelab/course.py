@@ -81,13 +81,15 @@ def settings(chapter: str, fast: bool) -> SimpleNamespace:
     return SimpleNamespace(**chosen)
 
 
-def answer(student: Callable[[], Callable[..., Any]], reference: Callable[..., Any]) -> Callable:
+def answer(
+    student: Callable[[], Callable[..., Any]], reference: Callable[..., Any]
+) -> Callable[..., Any]:
     """The student's function (looked up by `student()`), or the library's reference if it fails.
 
     Later cells call exercise answers through this, so a missing or broken answer costs only
     its own exercise: the call falls back to `reference` and says so once.
     """
-    warned = []
+    warned: list[Exception] = []
 
     def call(*args: Any, **kwargs: Any) -> Any:
         try:

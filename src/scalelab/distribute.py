@@ -269,7 +269,7 @@ def _custom_loop(
         correct = tf.reduce_sum(tf.cast(tf.argmax(logits, 1) == y, tf.float32))
         return loss, correct
 
-    @tf.function
+    @tf.function  # type: ignore[untyped-decorator]  # TensorFlow has no type hints
     def step() -> tuple[Any, Any]:
         loss, correct = distribution.run(replica_step, args=next(batches))
         return (
@@ -296,7 +296,7 @@ def _custom_loop(
 def _epoch_clock(keras: Any, pause: float) -> Any:
     """A Keras callback that times epochs, logs their end, and remembers the first one run."""
 
-    class EpochClock(keras.callbacks.Callback):
+    class EpochClock(keras.callbacks.Callback):  # type: ignore[misc]  # Keras has no type hints
         initial_epoch: int | None = None
         seconds: list[float]
 

@@ -13,6 +13,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nbconvert.preprocessors import Preprocessor
 
@@ -149,9 +150,9 @@ def exercise_stubs(release_copy: Path) -> dict[str, str]:
     }
 
 
-def with_answers(solution: Path, answers: dict[str, str]) -> dict:
+def with_answers(solution: Path, answers: dict[str, str]) -> dict[str, Any]:
     """The solution notebook with the exercise cells named in `answers` replaced by their source."""
-    solved = json.loads(solution.read_text())
+    solved: dict[str, Any] = json.loads(solution.read_text())
     found = set()
     for cell in solved["cells"]:
         grade_id = cell["metadata"].get("nbgrader", {}).get("grade_id")

@@ -28,6 +28,8 @@ from typing import Self
 from scalelab.processes import Stoppable
 
 CHUNK = 16 * 1024  # bytes a link sends as one unit (one token-bucket refill)
+# (arrival time, chunk), or None for the end of the stream
+_Pipe = queue.Queue[tuple[float, bytes] | None]
 
 
 class _Direction:
@@ -68,14 +70,14 @@ class _Connection:
         self._pending = 2  # directions still open
         self._lock = threading.Lock()
         for source, target, direction in ((client, upstream, up), (upstream, client, down)):
-            pipe: queue.Queue = queue.Queue(maxsize=256)  # 4 MB of chunks in flight at most
+            pipe: _Pipe = queue.Queue(maxsize=256)  # 4 MB of chunks in flight at most
             for target_fn, args in (
                 (self._read, (source, pipe, direction)),
                 (self._write, (target, pipe, direction)),
             ):
                 threading.Thread(target=target_fn, args=args, daemon=True).start()
 
-    def _read(self, source: socket.socket, pipe: queue.Queue, direction: _Direction) -> None:
+    def _read(self, source: socket.socket, pipe: _Pipe, direction: _Direction) -> None:
         try:
             while not self._closed.is_set():
                 data = source.recv(4 * CHUNK)
@@ -88,7 +90,7 @@ class _Connection:
             pass
         self._put(pipe, None)
 
-    def _put(self, pipe: queue.Queue, item: tuple[float, bytes] | None) -> None:
+    def _put(self, pipe: _Pipe, item: tuple[float, bytes] | None) -> None:
         while not self._closed.is_set():
             try:
                 pipe.put(item, timeout=0.2)
@@ -96,7 +98,7 @@ class _Connection:
             except queue.Full:
                 continue
 
-    def _write(self, target: socket.socket, pipe: queue.Queue, direction: _Direction) -> None:
+    def _write(self, target: socket.socket, pipe: _Pipe, direction: _Direction) -> None:
         try:
             while not self._closed.is_set():
                 try:
@@ -191,7 +193,7 @@ class ThrottledLink(Stoppable):
         rate = f"{self.mbit_per_s:g} Mbit/s" if self.mbit_per_s else "unlimited bandwidth"
         return f"{rate}, {self.rtt_ms:g} ms RTT"
 
-    def start(self) -> ThrottledLink:
+    def start(self) -> Self:
         """Listen on a free port and forward in background threads."""
         if self._listener is not None:
             return self

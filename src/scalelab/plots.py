@@ -103,10 +103,12 @@ def latency_over_time(
         points = [
             (s.start, s.latency * 1000) for s in samples if s.error is None and s.result == answer
         ]
-        ax.scatter(*zip(*points, strict=True), s=8, label=f"answered by version {answer}")
+        starts, latencies_ms = zip(*points, strict=True)
+        ax.scatter(starts, latencies_ms, s=8, label=f"answered by version {answer}")
     failed = [(s.start, s.latency * 1000) for s in samples if s.error is not None]
     if failed:
-        ax.scatter(*zip(*failed, strict=True), s=30, marker="x", color="red", label="failed")
+        starts, latencies_ms = zip(*failed, strict=True)
+        ax.scatter(starts, latencies_ms, s=30, marker="x", color="red", label="failed")
     if marker is not None:
         ax.axvline(marker, color="gray", linestyle="--", label=marker_label or None)
     ax.set(xlabel="time since the load started (s)", ylabel="latency (ms)", yscale="log")

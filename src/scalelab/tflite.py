@@ -87,7 +87,7 @@ def predict(runner: Any, x: np.ndarray) -> np.ndarray:
         values = np.clip(np.round(x / scale + zero_point), info.min, info.max)
     runner.set_tensor(source["index"], values.astype(source["dtype"]))
     runner.invoke()
-    out = runner.get_tensor(target["index"])
+    out: np.ndarray = runner.get_tensor(target["index"])
     if np.issubdtype(target["dtype"], np.integer):
         scale, zero_point = target["quantization"]
         out = (out.astype(np.float32) - zero_point) * scale
@@ -107,7 +107,7 @@ def convert_int8(converter: Any, samples: np.ndarray, count: int = 200) -> bytes
         return bytes(converter.convert())
 
 
-def savedmodel_op_counts(export_dir: str | Path) -> Counter:
+def savedmodel_op_counts(export_dir: str | Path) -> Counter[str]:
     """Op types in every function of a SavedModel's serving graph (what TensorFlow would run)."""
     from tensorflow.core.protobuf import saved_model_pb2
 
@@ -121,13 +121,13 @@ def savedmodel_op_counts(export_dir: str | Path) -> Counter:
     return counts
 
 
-def tflite_op_counts(model_bytes: bytes) -> Counter:
+def tflite_op_counts(model_bytes: bytes) -> Counter[str]:
     """Operator types stored in a TFLite model (without the `DELEGATE` node XNNPACK adds)."""
     runner = interpreter(model_bytes, delegates=False)
     return Counter(op["op_name"] for op in runner._get_ops_details())
 
 
-def tensor_types(model_bytes: bytes) -> Counter:
+def tensor_types(model_bytes: bytes) -> Counter[str]:
     """How many of a TFLite model's tensors (weights and activations) have each dtype."""
     runner = interpreter(model_bytes, delegates=False)
     return Counter(np.dtype(tensor["dtype"]).name for tensor in runner.get_tensor_details())
@@ -158,7 +158,7 @@ def quantization_aware(epochs: int = 3, hidden: int = 16, timeout: float = 600) 
         env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
         command = [sys.executable, "-m", "scalelab.qat", scratch, str(epochs), str(hidden)]
         processes.run(command, "quantization-aware training", env=env, timeout=timeout)
-        result = json.loads((Path(scratch) / "result.json").read_text())
+        result: dict[str, Any] = json.loads((Path(scratch) / "result.json").read_text())
         for name in ("ptq_int8", "qat_int8"):
             result[f"{name}_bytes"] = (Path(scratch) / f"{name}.tflite").read_bytes()
     return result

@@ -63,7 +63,8 @@ def predict_with_savedmodel(export_dir: str | Path, images: np.ndarray) -> np.nd
     batch = images if spec.dtype == tf.uint8 else scale(images)
     outputs = signature(**{name: tf.constant(batch, dtype=spec.dtype)})
     probabilities = outputs["probabilities"] if "probabilities" in outputs else outputs.popitem()[1]
-    return probabilities.numpy()
+    array: np.ndarray = probabilities.numpy()
+    return array
 
 
 def run_in_tf1_session(
@@ -88,7 +89,8 @@ def run_in_tf1_session(
         feeds = {signature.inputs[name].name: value for name, value in inputs.items()}
         fetches = {name: info.name for name, info in signature.outputs.items()}
         try:
-            return session.run(fetches, feed_dict=feeds)
+            outputs: dict[str, np.ndarray] = session.run(fetches, feed_dict=feeds)
+            return outputs
         except tf.errors.OpError as error:
             reason = error.message.strip().splitlines()[0][:200]
             raise RuntimeError(

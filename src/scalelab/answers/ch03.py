@@ -14,7 +14,9 @@ from scalelab import bench
 Row = dict[str, Any]
 
 
-def percentiles_ms(latencies: Sequence[float], qs: Iterable[float] = (50, 90, 99)) -> dict:
+def percentiles_ms(
+    latencies: Sequence[float], qs: Iterable[float] = (50, 90, 99)
+) -> dict[float, float]:
     """{q: q-th percentile in ms} of latencies in seconds, interpolated linearly (NumPy's way)."""
     return {q: bench.percentile_ms(latencies, q) for q in qs}
 
@@ -59,7 +61,8 @@ def sweep_batch_sizes(
 def first_batch_size_above(rows: Sequence[Row], ratio: float) -> int | None:
     """Smallest batch size where gRPC's instances/s over REST row's exceeds `ratio`, else None."""
     speed = {(r["protocol"], r["batch size"]): r["instances/s"] for r in rows}
-    for size in sorted({r["batch size"] for r in rows}):
+    sizes: set[int] = {r["batch size"] for r in rows}
+    for size in sorted(sizes):
         grpc_speed, rest_speed = speed.get(("gRPC", size)), speed.get(("REST row", size))
         if grpc_speed is not None and rest_speed and grpc_speed / rest_speed > ratio:
             return size

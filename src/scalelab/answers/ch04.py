@@ -43,7 +43,8 @@ def convert(
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     with tflite.quiet():
-        return converter.convert()
+        model: bytes = converter.convert()
+    return model
 
 
 def evaluate_tflite(model_bytes: bytes, x: np.ndarray, y: np.ndarray) -> float:
@@ -57,4 +58,5 @@ def smallest_within(rows: Sequence[dict[str, Any]], points: float = 1.0) -> str:
     float."""
     baseline = next(r["accuracy"] for r in rows if r["variant"] == "TFLite float")
     good = [r for r in rows if r["accuracy"] >= baseline - points / 100]
-    return min(good, key=lambda r: r["KB"])["variant"]
+    smallest: str = min(good, key=lambda r: r["KB"])["variant"]
+    return smallest

@@ -21,9 +21,10 @@ install: $(VENV)/.installed  ## create .venv with the pinned course environment
 lab: install  ## open the student notebooks in JupyterLab (Validate button included)
 	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
-lint: install  ## ruff over the library, tests and notebooks; hadolint; docker compose config
+lint: install  ## ruff over the library, tests and notebooks; mypy (strict) over src; hadolint; docker compose config
 	$(BIN)/ruff check src tests solutions notebooks grader nbgrader_config.py
 	$(BIN)/ruff format --check src tests solutions notebooks grader nbgrader_config.py
+	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 	@command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || \
 		{ [ "$$(id -u)" = 0 ] && apt-get install -y -qq docker-compose >/dev/null; } || \

@@ -9,9 +9,6 @@ kernel (tests/test_chapters.py).
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,8 +16,6 @@ from conftest import CHAPTERS, REPO
 from test_chapters import chapter_data, code_exercises
 
 from scalelab import grading
-
-VALIDATED = "04_tflite"  # the quickest chapter proves `nbgrader validate` with the course's config
 
 
 def graded_cells_with_errors(root: Path, student: str, chapter: str) -> dict[str, list[str]]:
@@ -93,32 +88,3 @@ def test_real_nbgrader_each_blanked_exercise_loses_only_its_points_correct_varia
         if errors["other"]:
             problems.append(f"{student}: cells outside the exercises failed: {errors['other']}")
     assert not problems, "\n".join(problems)
-
-
-def validate(notebook, *flags):
-    """`nbgrader validate` as the Validate button runs it: with the course's configuration."""
-    shutil.copyfile(REPO / grading.CONFIG, notebook.parent / "nbgrader_config.py")
-    done = subprocess.run(
-        [sys.executable, "-m", "nbgrader", "validate", *flags, notebook.name],
-        cwd=notebook.parent,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    return done.stdout + done.stderr
-
-
-@pytest.mark.slow
-def test_nbgrader_validate_passes_the_solution(tmp_path):
-    notebook = tmp_path / f"{VALIDATED}.ipynb"
-    shutil.copyfile(REPO / "solutions" / VALIDATED / notebook.name, notebook)
-    log = validate(notebook)
-    assert "Success! Your notebook passes all the tests." in log, log[-3000:]
-
-
-@pytest.mark.slow
-def test_nbgrader_validate_invert_fails_every_test_of_the_student_notebook(tmp_path):
-    notebook = tmp_path / f"{VALIDATED}.ipynb"
-    shutil.copyfile(REPO / "notebooks" / VALIDATED / notebook.name, notebook)
-    log = validate(notebook, "--invert")
-    assert "Success! The notebook does not pass any tests." in log, log[-3000:]

@@ -39,7 +39,7 @@ stage = start=$$(date +%s); $(2); rc=$$?; \
 test: install  ## every test: lint, library, conformance, notebooks in fast mode, grading round trips
 	@mkdir -p build && rm -f $(STAGES)
 	@$(call stage,lint,$(MAKE) --no-print-directory lint)
-	@$(call stage,pytest,$(BIN)/python -m pytest -n 2 --durations=12)
+	@$(call stage,pytest,$(BIN)/python -m pytest -n 2 --dist worksteal --durations=12)
 	@echo "wall time per stage:" && cat $(STAGES)
 
 # Slower: a real `nbgrader autograde` per blanked exercise, with correct variants elsewhere (~45 min).

@@ -10,6 +10,22 @@ REPO = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted(p.name for p in (REPO / "solutions").glob("[0-9][0-9]_*") if p.is_dir())
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Notebook runs first, the longest (later chapters) first, then the other slow tests: under
+    `-n 2 --dist worksteal` the long runs start at once and the short tests fill in around them."""
+
+    def order(item: pytest.Item) -> tuple[bool, bool, tuple[int, ...]]:
+        callspec = getattr(item, "callspec", None)
+        chapter = callspec.params.get("chapter") if callspec else None
+        return (
+            item.get_closest_marker("slow") is None,
+            chapter is None,
+            tuple(-ord(c) for c in chapter or ""),
+        )
+
+    items.sort(key=order)
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

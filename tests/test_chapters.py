@@ -217,6 +217,7 @@ class _GradeVariantsAfterRun(PapermillNotebookClient):
             names = sorted(bound_names(sources["solution"]))
             forget = f"for _name in {names}: globals().pop(_name, None)"
             for name, source, should_pass in cases(self.chapter, grade_id):
+                started = time.perf_counter()
                 self.run(forget, index)  # as in a fresh kernel: no value left by the solution
                 self.run(source, index)
                 error = self.run(sources["test"], index)
@@ -226,6 +227,7 @@ class _GradeVariantsAfterRun(PapermillNotebookClient):
                         "answer": name,
                         "should_pass": should_pass,
                         "error": error,
+                        "seconds": round(time.perf_counter() - started, 2),
                     }
                 )
             restored = self.run(sources["solution"], index) or self.run(sources["test"], index)

@@ -399,6 +399,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("options", nargs=argparse.REMAINDER, help="the command's own (--help)")
     options = parser.parse_args(argv)
     if options.command == "train":
+        processes.skip_imports(["matplotlib"])  # a task needs scikit-learn (digits), no plots
         from scalelab import distribute
 
         distribute.main(options.options)

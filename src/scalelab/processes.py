@@ -181,6 +181,18 @@ def skip_imports(names: Sequence[str] = KERAS_EXTRAS) -> None:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
+def python_module(module: str, args: Sequence[str] = (), skip: Sequence[str] = ()) -> list[str]:
+    """The argv of `python -m MODULE ARGS` with this interpreter, the `skip` packages left out
+    of the child's imports (skip_imports) when there are any."""
+    if not skip:
+        return [sys.executable, "-m", module, *args]
+    code = (
+        f"from scalelab.processes import skip_imports; skip_imports({list(skip)!r}); "
+        f"import runpy; runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
+    )
+    return [sys.executable, "-c", code, *args]
+
+
 @contextlib.contextmanager
 def native_stderr_silenced() -> Iterator[None]:
     """Hide what native code (and Python) writes to file descriptor 2, unless the block fails."""

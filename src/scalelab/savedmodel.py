@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -40,7 +39,8 @@ def saved_model_cli(*args: str | Path, timeout: float = 120) -> str:
     words = [str(arg) for arg in args]
     print("$ saved_model_cli", shlex.join(words))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    command = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", *words]
+    cli = "tensorflow.python.tools.saved_model_cli"
+    command = processes.python_module(cli, words, skip=processes.KERAS_EXTRAS)
     done = processes.run(command, "saved_model_cli", env=env, timeout=timeout)
     print(done.stdout.rstrip())
     return done.stdout

@@ -5,7 +5,6 @@ stop() (servers, clusters, links). Importing this never imports TensorFlow."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
 import signal
@@ -21,8 +20,15 @@ from typing import Self
 
 TAIL_LINES = 12
 _ERROR_LINE = re.compile(r"(?:\w+\.)*\w*(?:Error|Exception|Exit|Interrupt)\b")
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
-_PR_SET_PDEATHSIG = 1
+# Run as `python -c THIS PARENT_PID COMMAND...`: the kernel SIGKILLs the process when the thread
+# that started it ends (PR_SET_PDEATHSIG = 1, kept across exec; it exits at once if that parent
+# is already gone), then it becomes COMMAND, same pid. Done after exec, not in a preexec_fn: with
+# one, Popen must fork() instead of vfork(), and a child forked from a process running grpcio can
+# abort before its exec (gRPC's fork handlers: "epoll_wait error: Bad file descriptor").
+_DIE_WITH_PARENT = (
+    f"import ctypes, os, sys; ctypes.CDLL(None).prctl(1, {int(signal.SIGKILL)}); "
+    "os.getppid() == int(sys.argv[1]) or os._exit(1); os.execvp(sys.argv[2], sys.argv[2:])"
+)
 
 
 def tail(text: str, lines: int = TAIL_LINES) -> str:
@@ -132,6 +138,8 @@ def start(
     path = Path(log_path)
     with open(path, "ab") as log:  # append mode: reading never moves the writer
         offset = log.tell()
+        if own_group and sys.platform.startswith("linux"):
+            command = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *command]
         process = subprocess.Popen(
             list(command),
             stdin=subprocess.DEVNULL,
@@ -139,15 +147,8 @@ def start(
             stderr=subprocess.STDOUT,
             env=dict(env),
             start_new_session=own_group,
-            preexec_fn=_die_with_parent if own_group and _LIBC else None,
         )
     return LoggedProcess(process, path, offset)
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: the kernel SIGKILLs it when the thread that started it ends."""
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def free_ports(n: int) -> list[int]:

@@ -121,3 +121,33 @@ def test_killed_task_stays_down_until_restarted_with_the_same_tf_config(script, 
         assert cluster.results()["worker:1"].restarts == 1
         assert "=== scalelab.cluster: restart 1 ===" in cluster.log("worker:1")
     assert alive(pids(cluster)) == []
+
+
+def test_tasks_start_from_a_process_that_serves_and_calls_grpc(tmp_path):
+    # A notebook kernel or test worker that used grpcio: a fork() there (as a preexec_fn forces)
+    # aborted about one child in three before its exec; every task must start and exit cleanly.
+    launcher = (
+        "import sys\n"
+        "from concurrent import futures\n"
+        "import grpc\n"
+        "from scalelab import processes\n"
+        "server = grpc.server(futures.ThreadPoolExecutor(2))\n"
+        "port = server.add_insecure_port('127.0.0.1:0')\n"
+        "server.start()\n"
+        "channel = grpc.insecure_channel(f'127.0.0.1:{port}')\n"
+        "grpc.channel_ready_future(channel).result(timeout=10)\n"
+        "codes = []\n"
+        "for i in range(20):\n"
+        "    child = processes.start([sys.executable, '-c', 'pass'], sys.argv[1], {},"
+        " own_group=True)\n"
+        "    codes.append(child.process.wait(timeout=30))\n"
+        "print(codes)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", launcher, tmp_path / "children.log"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str([0] * 20), (tmp_path / "children.log").read_text()[-2000:]

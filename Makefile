@@ -66,7 +66,7 @@ grades: install  ## grader/grades.csv from the gradebook
 	$(BIN)/python -m scalelab.grading export
 
 clean:  ## remove executed notebooks and caches (keeps .venv)
-	rm -rf build .pytest_cache .ruff_cache
+	rm -rf build .pytest_cache .ruff_cache .mypy_cache
 
 # The Docker paths for real on a private engine (needs root; tests/docker/run.sh says what runs).
 test-docker: install  ## serving suite + Chapter 2 through a real Docker engine (not in `make test`)

@@ -1,8 +1,8 @@
 """`make lab`'s JupyterLab: nbgrader's extension is there and its Validate button works.
 
-The Validate button is the one `nbgrader validate` of the run: it executes a solution with the
-course's configuration and must say it passes. That untouched notebooks fail every test is proven
-by the real autograde of each chapter (tests/test_grading_roundtrip.py), not by validating again.
+The Validate button runs `nbgrader validate` with the course's configuration, on the quickest
+chapter: its solution must pass and its untouched student notebook must fail (every chapter's
+untouched notebook is also autograded for real in tests/test_grading_roundtrip.py).
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ VALIDATED = "04_tflite"  # the quickest chapter to execute
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """JupyterLab started as `make lab` starts it, on a copy of notebooks/ (where one student
-    has copied in the solution of the quickest chapter)."""
+    """JupyterLab started as `make lab` starts it, on a copy of notebooks/ (with the solution of
+    the quickest chapter next to its student notebook)."""
     tmp_path = tmp_path_factory.mktemp("lab")
     shutil.copytree(REPO / "notebooks", tmp_path / "notebooks")
-    solved = tmp_path / "notebooks" / VALIDATED / f"{VALIDATED}.ipynb"
-    shutil.copyfile(REPO / "solutions" / VALIDATED / solved.name, solved)
+    solved = tmp_path / "notebooks" / VALIDATED / "solved.ipynb"
+    shutil.copyfile(REPO / "solutions" / VALIDATED / f"{VALIDATED}.ipynb", solved)
     for config in ("nbgrader_config.py", "grader/nbgrader_config.py"):  # as at the repo root
         (tmp_path / config).parent.mkdir(exist_ok=True)
         shutil.copyfile(REPO / config, tmp_path / config)
@@ -80,17 +80,28 @@ def test_lab_loads_nbgrader_extension(lab):
     assert "@jupyter/nbgrader" in extensions, "nbgrader's JupyterLab extension is not loaded"
 
 
-@pytest.mark.slow
-def test_validate_button_says_a_correct_notebook_passes_with_the_course_config(lab):
+def validate(lab: str, path: str) -> dict:
+    """What the Validate button reports for the notebook at `path` (under notebooks/)."""
     answer = requests.post(
         f"{lab}/assignments/validate",
-        data={"path": f"{VALIDATED}/{VALIDATED}.ipynb"},
+        data={"path": path},
         headers={"Authorization": f"token {TOKEN}"},
         timeout=900,
     )
     assert answer.ok, answer.text[:500]
     result = answer.json()
     assert result["success"] is True, result  # the validator ran
-    report = result["value"]
+    return result["value"]
+
+
+@pytest.mark.slow
+def test_validate_button_says_a_correct_notebook_passes_with_the_course_config(lab):
+    report = validate(lab, f"{VALIDATED}/solved.ipynb")
     problems = {key: report[key] for key in ("failed", "changed", "errors") if report.get(key)}
     assert not problems, f"the solution does not pass the Validate button: {problems}"
+
+
+@pytest.mark.slow
+def test_validate_button_reports_failing_tests_on_the_untouched_student_notebook(lab):
+    report = validate(lab, f"{VALIDATED}/{VALIDATED}.ipynb")
+    assert report.get("failed"), f"an untouched notebook must fail its tests: {report}"

@@ -268,7 +268,8 @@ CLAIMS = {
     "yet worker 0 was restarted too": (lambda r: r["fault_tolerance_restarts"]["worker:0"], 1, 2),
     "both at epoch index 2 above": (lambda r: _worst(r["fault_tolerance"].values(), 2, 2), 2, 2),
     "0.3–5 ms per step here": (lambda r: _scaling(r, 1, "ms/step"), 0.3, 5),
-    "a step takes 5–40 ms": (lambda r: _scaling(r, 2, "ms/step"), 5, 40),
+    # 4.8 ms measured on a quiet machine (the two-worker run is section 3's, before any other).
+    "a step takes 3–40 ms": (lambda r: _scaling(r, 2, "ms/step"), 3, 40),
     # 0.09–0.24 measured alone; 0.85 once while another nbgrader run shared the 2 cores.
     "to 5–90% of it here": (
         lambda r: _scaling(r, 2, "examples/s") / _scaling(r, 1, "examples/s"),

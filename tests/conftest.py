@@ -16,6 +16,7 @@ CHAPTER_SECONDS = {
     "02_tf_serving": 180,
     "03_rest_vs_grpc": 110,
     "04_tflite": 95,
+    "06_tuning": 90,
     "01_savedmodel": 60,
 }
 

@@ -17,6 +17,7 @@ from unittest import mock
 import nbformat
 import papermill
 import papermill.engines
+import psutil
 import pytest
 from conftest import CHAPTERS, REPO
 from nbclient.exceptions import CellExecutionError
@@ -120,12 +121,46 @@ def check_05_distribution(results: dict, workdir: Path) -> None:
     assert [row["workers"] for row in results["scaling"]] == [1, 2, 3]
 
 
+def check_06_tuning(results: dict, workdir: Path) -> None:
+    assert [row["search"] for row in results["single_process"]] == [
+        "random",
+        "bayesian",
+        "hyperband",
+    ]
+    hyperband, random_search = results["single_process"][2], results["single_process"][0]
+    assert (
+        hyperband["epochs trained"]
+        < hyperband["trials"] * random_search["epochs trained"] / random_search["trials"]
+    )
+    # The search really ran across processes: two workers completed trials; none is left running.
+    by_worker = results["distributed_trials_by_worker"]
+    assert len(by_worker) >= 2 and all(by_worker.values()), by_worker
+    assert sum(map(len, by_worker.values())) == 6, by_worker
+    death = results["worker_death"]
+    assert death["lost_by"] == death["victim"].replace(":", "") and death["restarts"] == 1, death
+    assert death["rerun_by"] == [death["lost_by"]] and death["final_statuses"] == ["COMPLETED"], (
+        death
+    )
+    assert results["served_matches_keras"] is True and results["tuned_test_accuracy"] > 0.8
+    assert (workdir / "models" / "digits_tuned" / "1" / "saved_model.pb").is_file()
+    alive = [pid for pid in results["cluster_pids"] if pid and psutil.pid_exists(pid)]
+    alive = [pid for pid in alive if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"cluster processes still running: {alive}"
+    leftovers = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if str(workdir) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert not leftovers, f"processes still use {workdir}: {leftovers}"
+
+
 CHECKS = {
     "01_savedmodel": check_01_savedmodel,
     "02_tf_serving": check_02_tf_serving,
     "03_rest_vs_grpc": check_03_rest_vs_grpc,
     "04_tflite": check_04_tflite,
     "05_distribution": check_05_distribution,
+    "06_tuning": check_06_tuning,
 }
 
 

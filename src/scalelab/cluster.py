@@ -2,8 +2,9 @@
 
 Each task gets its own TF_CONFIG, environment and log file. `Cluster.wait()` returns every task's
 exit code, log tail and JSON result, or stops every task and raises `ClusterError` naming the task
-that failed, hung or ran out of time. `python -m scalelab.cluster train|bench` runs the chapter's
-training program (`scalelab.distribute`) or its benchmark (`scalelab.strategy_bench`).
+that failed, hung or ran out of time. `python -m scalelab.cluster train|tune|bench` runs Chapter 5's
+training program (`scalelab.distribute`), Chapter 6's search task (`scalelab.tuning`) or Chapter 5's
+benchmark (`scalelab.strategy_bench`).
 Importing this module never imports TensorFlow.
 """
 
@@ -158,6 +159,7 @@ class Cluster(processes.Stoppable):
         logdir: str | os.PathLike[str] | None = None,
         timeout: float = 120.0,
         max_restarts: int = 0,
+        finishers: Sequence[str] | None = None,
     ) -> None:
         self.command = list(command)
         self.timeout = timeout
@@ -178,9 +180,11 @@ class Cluster(processes.Stoppable):
         if not self._tasks:
             raise ValueError("The cluster has no tasks.")
         # With parameter servers only the chief (coordinator) finishes: workers and ps serve.
-        self._finishers = (
-            ["chief:0"] if "ps" in cluster and "chief" in cluster else list(self._tasks)
-        )
+        if finishers is None:
+            finishers = ["chief"] if "ps" in cluster and "chief" in cluster else TASK_TYPES
+        self._finishers = [name for name in self._tasks if name.split(":")[0] in finishers]
+        if not self._finishers:
+            raise ValueError(f"No task of the types {list(finishers)} is in the cluster.")
         self._finalizer = weakref.finalize(self, _stop_tasks, list(self._tasks.values()))
 
     @property
@@ -243,7 +247,8 @@ class Cluster(processes.Stoppable):
     def wait(self, timeout: float | None = None) -> dict[str, TaskResult]:
         """Wait for training to finish, stop every task, and return how each one ended.
 
-        The tasks that finish are the chief with parameter servers, else every task. A task that
+        The tasks that finish are the chief with parameter servers, else every task (or those of
+        the types start_cluster's `finishers` names); the others are then stopped. A task that
         fails is restarted up to `max_restarts` times; after that, on a hang, a timeout or an
         interrupt, every task is stopped and ClusterError (or the interrupt) is raised.
         """
@@ -352,11 +357,13 @@ def start_cluster(
     legacy_keras: bool = False,
     threads: int = 1,
     max_restarts: int = 0,
+    finishers: Sequence[str] | None = None,
 ) -> Cluster:
     """Start one process per task on localhost, running a script (`x.py`) or a module (`-m`).
 
     Each task gets TF_CONFIG, quiet C++ logs, `threads` intra-op threads, TF_USE_LEGACY_KERAS=1
     if `legacy_keras`, GRPC_FAIL_FAST=use_caller with parameter servers, and then `env`.
+    `finishers` names the task types whose exit ends the job (default: see Cluster.wait).
     """
     if ps and not (chief and workers):
         raise ValueError("ParameterServerStrategy needs chief=True (the coordinator) and workers.")
@@ -383,17 +390,19 @@ def start_cluster(
         logdir=logdir,
         timeout=timeout,
         max_restarts=max_restarts,
+        finishers=finishers,
     )
     return cluster.start()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m scalelab.cluster train ...` (inside a task) or `... bench` (from a shell)."""
+    """`python -m scalelab.cluster train|tune ...` (inside a task) or `... bench` (from a shell)."""
     parser = argparse.ArgumentParser(prog="python -m scalelab.cluster", description=__doc__)
     parser.add_argument(
         "command",
-        choices=("train", "bench"),
+        choices=("train", "tune", "bench"),
         help="train: run this task's part of a training job (scalelab.distribute); "
+        "tune: this task's part of a hyperparameter search (scalelab.tuning); "
         "bench: steps/s of each strategy, as a table (scalelab.strategy_bench)",
     )
     parser.add_argument("options", nargs=argparse.REMAINDER, help="the command's own (--help)")
@@ -403,6 +412,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         from scalelab import distribute
 
         distribute.main(options.options)
+    elif options.command == "tune":
+        processes.skip_imports(["matplotlib"])
+        from scalelab import tuning
+
+        tuning.main(options.options)
     else:
         from scalelab import strategy_bench
 

@@ -380,3 +380,69 @@ def scaling(rows: Sequence[dict[str, Any]]) -> Figure:
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def search_progress(runs: dict[str, Sequence[dict[str, Any]]]) -> Figure:
+    """One column per search: each trial's score (dot area ~ epochs) and the best so far,
+    against trial number (top) and seconds since the search started (bottom), on shared axes."""
+    fig, axes = plt.subplots(
+        2, len(runs), figsize=(3.4 * len(runs), 5.6), sharey=True, sharex="row", squeeze=False
+    )
+    for column, (name, log) in enumerate(runs.items()):
+        done = sorted((r for r in log if r["ended"] is not None), key=lambda r: r["ended"])
+        start = min(r["started"] for r in log)
+        scores = [r["score"] or 0.0 for r in done]
+        best = np.maximum.accumulate(scores)
+        sizes = [12 * (r["epochs"] or 1) for r in done]
+        for row, x in enumerate(
+            (np.arange(1, len(done) + 1), np.array([r["ended"] - start for r in done]))
+        ):
+            ax = axes[row, column]
+            ax.scatter(x, scores, s=sizes, alpha=0.5, label="trial (area ~ epochs)")
+            ax.step(x, best, where="post", color="tab:red", label="best so far")
+            ax.grid(alpha=0.3)
+            ax.set_xlabel("trial (in order of ending)" if row == 0 else "seconds since start")
+        axes[0, column].set_title(name)
+        axes[0, column].xaxis.set_major_locator(MaxNLocator(integer=True))
+    for row in range(2):
+        axes[row, 0].set_ylabel("validation accuracy")
+    axes[0, 0].legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def trial_timeline(
+    runs: Sequence[dict[str, Any]],
+    title: str = "Who ran which trial",
+    killed_at: float | None = None,
+) -> Figure:
+    """A bar per trial run on its worker's row, labelled with trial id and score. A run whose worker
+    died is red up to `killed_at`, then hatched while the oracle still holds its trial."""
+    workers = sorted({r["worker"] for r in runs})
+    start = min(r["started"] for r in runs)
+    now = max(r["ended"] or r["started"] for r in runs)
+    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.55 * len(workers)))
+
+    def bar(row: int, left: float, right: float, label: str, **style: Any) -> None:
+        ax.barh(row, right - left, left=left - start, height=0.6, **style)
+        ax.text((left + right) / 2 - start, row, label, ha="center", va="center", fontsize=8,
+                color="tab:red" if style.get("hatch") else "white")  # fmt: skip
+
+    for run in runs:
+        row = workers.index(run["worker"])
+        if run["ended"] is not None:
+            label = (
+                f"{run['trial']}: {run['score']:.2f}" if run["score"] is not None else run["trial"]
+            )
+            bar(row, run["started"], run["ended"], label, color="tab:blue", edgecolor="white")
+            continue
+        died = killed_at or run["started"]
+        later = [r["started"] for r in runs if r["worker"] == run["worker"] and r["started"] > died]
+        bar(row, run["started"], died, "killed", color="tab:red", edgecolor="white")
+        bar(row, died, min(later, default=now), f"trial {run['trial']} held by the dead worker",
+            color="white", edgecolor="tab:red", hatch="//")  # fmt: skip
+    ax.set_yticks(range(len(workers)), workers)
+    ax.set(xlabel="seconds since the first trial started", title=title)
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return fig

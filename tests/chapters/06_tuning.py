@@ -54,7 +54,7 @@ CORRECT = {
     outputs = keras.layers.Dense(10, activation="softmax")(x)
     model = keras.Model(inputs, outputs)
     lr = hp.Float("learning_rate", min_value=0.0001, max_value=0.01, sampling="log")
-    model.compile(keras.optimizers.Adam(learning_rate=lr), "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile(keras.optimizers.Adam(learning_rate=lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 """),
         "a list of layers, a metric object named accuracy, a loss object": _space("""    layer_list = [keras.layers.Input((8, 8)), keras.layers.Flatten()]

@@ -641,13 +641,14 @@ def measure_link(mbit_per_s: float, rtt_ms: float, megabytes: float = 1.0) -> di
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m scalelab.bench rest-vs-grpc|tflite`: one benchmark, printed as a table."""
+    """`python -m scalelab.bench rest-vs-grpc|tflite|tuning`: one benchmark, as a table."""
     parser = argparse.ArgumentParser(prog="python -m scalelab.bench", description=__doc__)
-    parser.add_argument("benchmark", choices=["rest-vs-grpc", "tflite"])
+    parser.add_argument("benchmark", choices=["rest-vs-grpc", "tflite", "tuning"])
     parser.add_argument("--requests", type=int, default=300, help="requests per measurement")
     parser.add_argument("--backend", default=None, help="docker, binary or local (default: auto)")
     parser.add_argument("--mbit", type=float, default=100.0, help="throttled link: Mbit/s")
     parser.add_argument("--rtt", type=float, default=20.0, help="throttled link: RTT in ms")
+    parser.add_argument("--trials", type=int, default=12, help="tuning: trials per search")
     args = parser.parse_args(argv)
 
     import tempfile
@@ -660,6 +661,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from scalelab import tflite_bench
 
         print("\n".join(tflite_bench.tflite_vs_keras()))
+        return 0
+    if args.benchmark == "tuning":
+        from scalelab import tuning_bench
+
+        print("\n".join(tuning_bench.tuning_speedup(args.trials)))
         return 0
     from scalelab import data, models, plots, savedmodel, serving
 

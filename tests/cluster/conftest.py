@@ -35,6 +35,15 @@ from scalelab.cluster import write_result
 task = json.loads(os.environ["TF_CONFIG"])["task"]
 write_result({"task": task, "answer": 42})
 """,
+    "serve_or_result.py": """
+import json, os, time
+from scalelab.cluster import write_result
+task = json.loads(os.environ["TF_CONFIG"])["task"]
+if task["type"] == "chief":  # serves until stopped, like Keras Tuner's oracle
+    print("chief serving", flush=True)
+    time.sleep(600)
+write_result({"task": task})
+""",
     "spawn.py": """
 import subprocess, sys, time
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])

@@ -35,6 +35,18 @@ def test_each_task_gets_its_own_tf_config_and_shows_it(script, tmp_path):
         assert shown.count("running (pid") == 2 and '"index": 1}' in shown
 
 
+def test_finishers_end_the_job_and_the_serving_chief_is_then_stopped(script, tmp_path):
+    with start_cluster(
+        script("serve_or_result.py"), chief=True, workers=2, finishers=("worker",), timeout=30
+    ) as cluster:
+        results = cluster.wait()
+    assert [results[f"worker:{i}"].returncode for i in range(2)] == [0, 0]
+    assert results["chief:0"].returncode == -signal.SIGTERM
+    assert alive(pids(cluster)) == []
+    with pytest.raises(ValueError, match="No task of the types"):
+        start_cluster(script("result.py"), workers=1, finishers=("ps",))
+
+
 def test_crashing_task_raises_error_naming_it_quoting_its_log_and_stops_every_task(
     script, tmp_path
 ):

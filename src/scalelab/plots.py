@@ -425,8 +425,10 @@ def trial_timeline(
 
     def bar(row: int, left: float, right: float, label: str, **style: Any) -> None:
         ax.barh(row, right - left, left=left - start, height=0.6, **style)
+        held = bool(style.get("hatch"))  # a white box keeps the label readable over the hatching
+        box = {"facecolor": "white", "edgecolor": "none", "pad": 1} if held else None
         ax.text((left + right) / 2 - start, row, label, ha="center", va="center", fontsize=8,
-                color="tab:red" if style.get("hatch") else "white")  # fmt: skip
+                color="tab:red" if held else "white", bbox=box)  # fmt: skip
 
     for run in runs:
         row = workers.index(run["worker"])

@@ -27,6 +27,7 @@ from scalelab import grading
 
 EXECUTED = REPO / "build" / "executed"
 VARIANTS_FILE = "variants.json"
+CELL_TIMEOUT = 600  # seconds: a cell that hangs fails the test, naming the cell, instead of CI
 
 
 def check_01_savedmodel(results: dict, workdir: Path) -> None:
@@ -299,6 +300,7 @@ def execute(chapter: str) -> tuple[dict, Path, float]:
             kernel_name="python3",
             progress_bar=False,
             engine_name="scalelab-variants",
+            execution_timeout=CELL_TIMEOUT,
         )
     finally:
         _GradeVariantsAfterRun.chapter = None

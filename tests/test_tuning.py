@@ -19,25 +19,21 @@ def config(task_type: str, index: int) -> str:
     ("task", "tuner_id"),
     [(("chief", 0), "chief"), (("worker", 0), "worker0"), (("worker", 1), "worker1")],
 )
-def test_each_task_gets_its_tuner_id_and_the_chiefs_address_from_tf_config(
-    monkeypatch, task, tuner_id
-):
-    for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
-        monkeypatch.delenv(name, raising=False)
-    assert tuning._oracle_environment(config(*task)) == tuner_id
-    assert tuning.os.environ["KERASTUNER_TUNER_ID"] == tuner_id
-    assert tuning.os.environ["KERASTUNER_ORACLE_IP"] == "127.0.0.1"  # localhost, numerically
-    assert tuning.os.environ["KERASTUNER_ORACLE_PORT"] == "7000"
-
-
-def test_without_a_chief_the_task_searches_alone(monkeypatch):
-    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "10.0.0.1")
-    alone = json.dumps(
-        {"cluster": {"worker": ["localhost:7001"]}, "task": {"type": "worker", "index": 0}}
+def test_each_task_gets_its_tuner_id_and_the_chiefs_address_from_tf_config(task, tuner_id):
+    assert tuning.oracle_environment(config(*task)) == (
+        tuner_id,
+        {
+            "KERASTUNER_TUNER_ID": tuner_id,
+            "KERASTUNER_ORACLE_IP": "127.0.0.1",  # localhost, numerically
+            "KERASTUNER_ORACLE_PORT": "7000",
+        },
     )
-    assert tuning._oracle_environment(alone) == tuning.SINGLE
-    assert "KERASTUNER_ORACLE_IP" not in tuning.os.environ
-    assert tuning._oracle_environment(None) == tuning.SINGLE
+
+
+def test_without_a_chief_the_task_searches_alone():
+    alone = {"cluster": {"worker": ["localhost:7001"]}, "task": {"type": "worker", "index": 0}}
+    assert tuning.oracle_environment(json.dumps(alone)) == (tuning.SINGLE, {})
+    assert tuning.oracle_environment(None) == (tuning.SINGLE, {})
 
 
 def write_log(folder, worker, events):

@@ -23,6 +23,7 @@ TUNERS = ("random", "bayesian", "hyperband")
 OBJECTIVE = "val_accuracy"
 PROJECT = "search"  # the project folder inside each tuner's directory
 SINGLE = "single"  # the tuner id of a search in one process
+ORACLE_VARIABLES = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
 
 
 def build_model(hp: Any) -> Any:
@@ -322,7 +323,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--trials", type=int, default=6, help="max trials (random, bayesian)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per trial (Hyperband: max)")
     options = parser.parse_args(argv)
-    tuner_id = _oracle_environment(os.environ.get("TF_CONFIG"))
+    tuner_id, variables = oracle_environment(os.environ.get("TF_CONFIG"))
+    for name in ORACLE_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ.update(variables)  # before Keras Tuner reads them
     tuner = make_tuner(
         options.tuner,
         Path(options.directory) / tuner_id,
@@ -338,23 +342,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     cluster.write_result({"tuner_id": tuner_id, "trials": [run["trial"] for run in mine]})
 
 
-def _oracle_environment(tf_config: str | None) -> str:
-    """Set Keras Tuner's KERASTUNER_* variables from TF_CONFIG; return this task's tuner id.
+def oracle_environment(tf_config: str | None) -> tuple[str, dict[str, str]]:
+    """This task's tuner id, and the KERASTUNER_* variables that TF_CONFIG implies for it.
 
     The chief's address is the oracle's; the chief's id is "chief", worker i's "worker<i>".
+    Without a chief in TF_CONFIG (or without TF_CONFIG) the task searches alone: no variables.
     """
     config = json.loads(tf_config) if tf_config else {}
     chief = config.get("cluster", {}).get("chief")
-    task = config.get("task", {"type": "worker", "index": 0})
     if not chief:
-        os.environ.pop("KERASTUNER_ORACLE_IP", None)
-        return SINGLE
+        return SINGLE, {}
+    task = config["task"]
     host, port = chief[0].rsplit(":", 1)
     tuner_id = "chief" if task["type"] == "chief" else f"{task['type']}{task['index']}"
-    os.environ["KERASTUNER_TUNER_ID"] = tuner_id
-    os.environ["KERASTUNER_ORACLE_IP"] = "127.0.0.1" if host == "localhost" else host
-    os.environ["KERASTUNER_ORACLE_PORT"] = port
-    return tuner_id
+    return tuner_id, {
+        "KERASTUNER_TUNER_ID": tuner_id,
+        "KERASTUNER_ORACLE_IP": "127.0.0.1" if host == "localhost" else host,
+        "KERASTUNER_ORACLE_PORT": port,
+    }
 
 
 def _log_event(

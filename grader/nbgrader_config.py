@@ -23,7 +23,7 @@ c.CourseDirectory.ignore = [
 ]  # fmt: skip
 
 # Generous per-cell timeout: cells export models, start servers, or run three searches (Chapter 6:
-# 35 s alone on 2 cores, about three times that while CI runs other notebooks; nbgrader's default: 30 s).
+# 35 s alone on 2 cores, about 3x that while CI runs other notebooks). nbgrader's default: 30 s.
 c.Execute.timeout = 300
 c.Execute.interrupt_on_timeout = True
 # Outputs of a busy kernel (servers starting, TensorFlow importing) can lag the cell's reply by more

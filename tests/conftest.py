@@ -14,9 +14,9 @@ CHAPTERS = sorted(p.name for p in (REPO / "solutions").glob("[0-9][0-9]_*") if p
 CHAPTER_SECONDS = {
     "05_distribution": 190,
     "02_tf_serving": 180,
+    "06_tuning": 150,
     "03_rest_vs_grpc": 110,
     "04_tflite": 95,
-    "06_tuning": 90,
     "01_savedmodel": 60,
 }
 

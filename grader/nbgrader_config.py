@@ -22,9 +22,35 @@ c.CourseDirectory.ignore = [
     "models", "exports", "results.json", "tuning",
 ]  # fmt: skip
 
-# Generous per-cell timeout: cells export models, start servers, or run three searches (Chapter 6:
-# 35 s alone on 2 cores, about 3x that while CI runs other notebooks). nbgrader's default: 30 s.
+# Students' notebooks are untrusted: scalelab.guards restores every test cell from the gradebook
+# (deleted, edited or renamed), limits time per cell and per notebook, survives a dead or stuck
+# kernel, caps outputs, keeps the answers and the gradebook out of the kernel's reach, and writes
+# what it found to grader/reports/<chapter>/<student>.txt. nbgrader's own commands use it too.
+c.Reporting.report_directory = str(root / "grader" / "reports")
+c.Autograde.sanitize_preprocessors = [
+    "scalelab.guards.StartReport",
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "scalelab.guards.RestoreCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.Autograde.autograde_preprocessors = [
+    "scalelab.guards.GuardedExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.OverwriteCells.add_missing_cells = True
+c.GuardedExecute.forbidden_paths = [str(root / "solutions"), str(root / "grader")]
+# Per cell: Chapter 6's searches take 35 s alone on 2 cores, about 3x that while CI runs other
+# notebooks (nbgrader's default: 30 s). Per notebook: the slowest chapter in fast mode takes about
+# 150 s under load; an infinite loop costs at most one cell's limit.
 c.Execute.timeout = 300
+c.GuardedExecute.notebook_timeout = 600
 c.Execute.interrupt_on_timeout = True
 # Outputs of a busy kernel (servers starting, TensorFlow importing) can lag the cell's reply by more
 # than nbclient's 4 s default, which nbgrader turns into a fatal validation error.

@@ -7,19 +7,25 @@ Run `python -m scalelab.grading --help`. Every command works on a course root: a
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shutil
+import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nbconvert.preprocessors import Preprocessor
+from tqdm.auto import tqdm
 
-from scalelab import processes
+from scalelab import guards, processes, student_copy, submissions
 
 CONFIG = Path("grader") / "nbgrader_config.py"
+# The image `student-copy` builds: what students get, so the sandbox holds no answers either.
+SANDBOX_IMAGE = "scalelab-student:0.1.0"
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS")
 
 
@@ -67,8 +73,9 @@ def chapters(root: Path) -> list[str]:
     return sorted(p.name for p in (root / "solutions").glob("[0-9][0-9]_*") if p.is_dir())
 
 
-def nbgrader(root: Path, *args: str, timeout: float = 1800) -> str:
-    """Run one nbgrader command on the course at `root`; return its log, raise if it failed."""
+def nbgrader(root: Path, *args: str, timeout: float = 1800, strict: bool = True) -> str:
+    """Run one nbgrader command on the course at `root`; return its log. Raise if it failed,
+    and (if `strict`) if it logged an error."""
     env = {
         **os.environ,
         "SCALELAB_COURSE_ROOT": str(root),
@@ -79,11 +86,24 @@ def nbgrader(root: Path, *args: str, timeout: float = 1800) -> str:
     # jsonschema's IRI check compiles a grammar on import (~2 s a process); nbgrader never needs it.
     command = processes.python_module("nbgrader", args, skip=["rfc3987_syntax"])
     what = f"`nbgrader {' '.join(args)}`"
-    done = processes.run(
-        command, what, env=env, cwd=root / "grader", timeout=timeout, lines=25, error=GradingError
-    )
+    try:
+        done = processes.run(
+            command,
+            what,
+            env=env,
+            cwd=root / "grader",
+            timeout=timeout,
+            lines=25,
+            error=GradingError,
+        )
+    except GradingError as failure:
+        if strict:
+            raise
+        return str(failure)
     log = done.stdout + done.stderr
-    if "[ERROR]" in log or "| ERROR]" in log:  # nbgrader logs some failures and still exits 0
+    if strict and (
+        "[ERROR]" in log or "| ERROR]" in log
+    ):  # nbgrader logs some failures and still exits 0
         raise GradingError(f"{what} logged an error:\n{processes.tail(log, 25)}")
     return log
 
@@ -111,6 +131,65 @@ def autograde(root: Path, chapter: str) -> dict[str, Score]:
     """Autograde every submission of `chapter` under grader/submitted/ and return their scores."""
     nbgrader(root, "autograde", chapter, "--force")
     return scores(root, chapter)
+
+
+def sandbox_engine(image: str) -> str:
+    """Why a Docker sandbox of `image` cannot be used here ("" if it can)."""
+    try:
+        found = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Id}}", image],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"no Docker client or engine answers ({error})"
+    if found.returncode != 0:
+        return processes.tail(found.stderr, 2) or f"no image {image}"
+    return ""
+
+
+def autograde_students(
+    root: Path,
+    chapter: str,
+    students: list[str],
+    workers: int = 1,
+    image: str = "",
+    timeouts: dict[str, int] | None = None,
+) -> dict[str, str]:
+    """Autograde each student's submission in its own `nbgrader autograde` (`workers` at a time,
+    each with its own kernel; in a container of `image` if given); return the students whose
+    grading failed, with why. Unreadable notebooks are not graded: they score 0."""
+    limits = [f"--GuardedExecute.{key}={value}" for key, value in (timeouts or {}).items()]
+    if image:
+        limits.append(f"--GuardedExecute.sandbox_image={image}")
+    reports = root / "grader" / "reports"
+
+    def grade(student: str) -> tuple[str, str]:
+        notebook = root / "grader" / "submitted" / student / chapter / f"{chapter}.ipynb"
+        if not notebook.is_file():
+            return student, "nothing handed in"
+        if problem := submissions.is_notebook(notebook.read_bytes()):
+            guards.report_path(reports, chapter, student).unlink(missing_ok=True)
+            return student, f"not a readable notebook ({problem})"
+        args = ["autograde", chapter, "--force", f"--student={student}", *limits]
+        graded = root / "grader" / "autograded" / student / chapter / f"{chapter}.ipynb"
+        for attempt in (1, 2):
+            # nbgrader logs a stopped cell or a dead kernel as errors, and still grades: a
+            # submission failed only if no autograded notebook came out.
+            log = nbgrader(root, *args, strict=False)
+            if graded.is_file():
+                return student, ""
+            if attempt == 2 or "database is locked" not in log:  # a busy SQLite: one more try
+                errors = [line for line in log.splitlines() if "ERROR" in line]
+                return student, (errors or ["nbgrader failed"])[-1][:300]
+        raise AssertionError("unreachable")
+
+    failed = {}
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        progress = tqdm(pool.map(grade, students), total=len(students), desc=f"autograde {chapter}")
+        for student, why in progress:
+            if why:
+                failed[student] = why
+    return failed
 
 
 def scores(root: Path, chapter: str) -> dict[str, Score]:
@@ -239,14 +318,163 @@ def cell_scores(root: Path, chapter: str, student: str) -> dict[str, float]:
         }
 
 
+def import_roster(root: Path, roster: Path) -> list[str]:
+    """Add the students of a CSV roster (columns: id, and optionally first_name, last_name,
+    email) to the gradebook; return their ids."""
+    with roster.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    columns = set(rows[0]) if rows else set()
+    if "id" not in columns:
+        raise GradingError(
+            f"{roster} needs a header row with a column named id (optionally first_name, "
+            f"last_name, email); its columns are {sorted(columns) or 'none'}."
+        )
+    nbgrader(root, "db", "student", "import", str(roster.resolve()))
+    return [row["id"] for row in rows]
+
+
+def gradebook_students(root: Path) -> list[str]:
+    """Student ids in the gradebook (from rosters and earlier grading)."""
+    from nbgrader.api import Gradebook
+
+    if not (root / "grader" / "gradebook.db").is_file():
+        return []
+    with Gradebook(f"sqlite:///{root / 'grader' / 'gradebook.db'}") as gradebook:
+        return sorted(student.id for student in gradebook.students)
+
+
+def submitted_students(root: Path, chapter: str) -> list[str]:
+    """Students with a folder for `chapter` under grader/submitted/."""
+    return sorted(p.parent.name for p in (root / "grader" / "submitted").glob(f"*/{chapter}"))
+
+
+def failed_tests(root: Path, chapter: str, student: str) -> list[str]:
+    """ "grade_id: error" for every test cell that failed in a student's autograded notebook."""
+    graded = root / "grader" / "autograded" / student / chapter / f"{chapter}.ipynb"
+    if not graded.is_file():
+        return []
+    found = []
+    for cell in json.loads(graded.read_text())["cells"]:
+        meta = cell["metadata"].get("nbgrader", {})
+        if cell["cell_type"] == "code" and meta.get("grade"):
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "error":
+                    why = f"{out['ename']}: {out['evalue']}".splitlines()[0][:160].rstrip(": ")
+                    found.append(f"{meta['grade_id']} failed ({why})")
+                    break
+    return found
+
+
+def summarize(
+    root: Path, chapter: str, students: list[str], failed: dict[str, str]
+) -> tuple[str, list[float]]:
+    """A plain-words summary of one chapter's grading, and each student's score in percent."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'grader' / 'gradebook.db'}") as gradebook:
+        tests = {
+            cell.name: cell.max_score
+            for cell in gradebook.find_notebook(chapter, chapter).grade_cells
+            if cell.cell_type == "code"
+        }
+    graded = set(scores(root, chapter)) - set(failed)
+    per_cell = {s: cell_scores(root, chapter, s) for s in sorted(graded)}
+    total = sum(tests.values())
+    lines = [f"{chapter}: {len(students)} students, {len(per_cell)} graded, {total:g} points"]
+    for name, most in tests.items():
+        got = [cells.get(name) or 0.0 for cells in per_cell.values()]
+        mean = sum(got) / len(got) if got else 0.0
+        full = sum(g >= most for g in got)
+        lines.append(f"  {name:<28} mean {mean:.2f}/{most:g}   full marks {full}/{len(got)}")
+    percents = []
+    reports = root / "grader" / "reports"
+    for student in students:
+        points = sum((per_cell.get(student) or {}).values())
+        percents.append(100 * points / total if total else 0.0)
+        said = guards.read_report(reports, chapter, f"{student}.collect")
+        said += guards.read_report(reports, chapter, student)
+        if student in failed:
+            said.append(f"not graded: {failed[student]}")
+        said += failed_tests(root, chapter, student)
+        lines.append(f"  {student}: {points:g}/{total:g}")
+        lines += [f"      - {line}" for line in said]
+    return "\n".join(lines), percents
+
+
+def grade(
+    root: Path,
+    chapter: str,
+    students: list[str],
+    workers: int,
+    image: str,
+    timeouts: dict[str, int] | None = None,
+) -> dict[str, list[float]]:
+    """Autograde, feedback, grades CSV, summary and plot for one chapter; print as it goes."""
+    failed = autograde_students(root, chapter, students, workers, image, timeouts)
+    nbgrader(root, "generate_feedback", chapter, "--force")
+    nbgrader(root, "export", "--to", str(root / "grader" / "grades.csv"))
+    text, percents = summarize(root, chapter, students, failed)
+    (root / "grader" / f"summary-{chapter}.txt").write_text(text + "\n")
+    print(text)
+    return {chapter: percents}
+
+
+def save_plot(root: Path, percent_by_chapter: dict[str, list[float]]) -> Path:
+    """grader/scores.png: the score distribution of each graded chapter."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from scalelab import plots
+
+    path = root / "grader" / "scores.png"
+    plots.score_distribution(percent_by_chapter).savefig(path, dpi=110)
+    return path
+
+
+def choose_sandbox(choice: str, image: str) -> str:
+    """The image to grade in ("" for local kernels), saying which and why."""
+    why = sandbox_engine(image) if choice != "local" else "asked for local kernels"
+    if choice == "docker" and why:
+        raise GradingError(f"--sandbox docker: {why}. Build the image or use --sandbox local.")
+    if why:
+        print(f"grading in local kernels (per-cell and per-notebook time limits): {why}")
+        return ""
+    print(f"grading in Docker sandboxes of {image}: no network, limited CPU and memory")
+    return image
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command line: release | autograde | feedback | export."""
+    """Command line: the instructor's workflow, one step or all of them (`grade`)."""
     parser = argparse.ArgumentParser(prog="python -m scalelab.grading", description=__doc__)
-    parser.add_argument("command", choices=["release", "autograde", "feedback", "export"])
-    parser.add_argument("chapter", nargs="?", help="e.g. 01_savedmodel (default: every chapter)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    chapter_help = "e.g. 01_savedmodel (default: every chapter)"
+    commands.add_parser("release", help="notebooks/ from solutions/").add_argument(
+        "chapter", nargs="?", help=chapter_help
+    )
+    commands.add_parser("roster", help="add students from a CSV").add_argument("csv", type=Path)
+    collect = commands.add_parser("collect", help="file submissions from a folder or zip files")
+    collect.add_argument("chapter")
+    collect.add_argument("source", type=Path, help="a folder, a zip, or a folder of zips")
+    for name, text in [("autograde", "grade submissions"), ("grade", "all steps for a chapter")]:
+        step = commands.add_parser(name, help=text)
+        step.add_argument("chapter", nargs=None if name == "grade" else "?", help=chapter_help)
+        step.add_argument("-j", "--workers", type=int, default=2, help="notebooks graded at once")
+        step.add_argument("--sandbox", choices=["auto", "docker", "local"], default="auto")
+        step.add_argument("--image", default=SANDBOX_IMAGE, help="the sandbox's image")
+        step.add_argument("--cell-timeout", type=int, help="seconds per cell (config: 300)")
+        step.add_argument("--notebook-timeout", type=int, help="seconds per notebook (600)")
+        if name == "grade":
+            step.add_argument("--roster", type=Path, help="CSV of students to import first")
+            step.add_argument("--submissions", type=Path, help="folder or zip to collect from")
+    for name, text in [("feedback", "HTML feedback"), ("summary", "summary and plot")]:
+        commands.add_parser(name, help=text).add_argument("chapter", nargs="?", help=chapter_help)
+    commands.add_parser("export", help="grader/grades.csv from the gradebook")
+    copy = commands.add_parser("student-copy", help="what students get, without answers")
+    copy.add_argument("destination", type=Path, help="a new folder")
+    copy.add_argument("--image", help="also build the course's Docker image from it, as this tag")
     args = parser.parse_args(argv)
     root = find_course_root()
-    names = [args.chapter] if args.chapter else chapters(root)
+    names = [args.chapter] if getattr(args, "chapter", None) else chapters(root)
     try:
         if args.command == "release":
             for path in release(root, args.chapter):
@@ -254,17 +482,60 @@ def main(argv: list[str] | None = None) -> int:
             found = leaks(root)
             if found:
                 raise GradingError("solution text leaked into notebooks/:\n" + "\n".join(found))
-        elif args.command == "autograde":
+        elif args.command == "roster":
+            print(f"{len(import_roster(root, args.csv))} students in the gradebook")
+        elif args.command == "collect":
+            students = gradebook_students(root)
+            notes = submissions.collect(root, args.chapter, args.source, students)
+            for student, said in notes.items():
+                print(f"{student}: " + ("; ".join(said) or "collected"))
+        elif args.command in ("autograde", "grade"):
+            image = choose_sandbox(args.sandbox, args.image)
+            timeouts = {
+                key: value
+                for key, value in [
+                    ("timeout", args.cell_timeout),
+                    ("notebook_timeout", args.notebook_timeout),
+                ]
+                if value
+            }
+            if args.command == "grade":
+                if args.roster:
+                    import_roster(root, args.roster)
+                if args.submissions:
+                    submissions.collect(
+                        root, args.chapter, args.submissions, gradebook_students(root)
+                    )
+            percents: dict[str, list[float]] = {}
             for name in names:
-                for student, score in autograde(root, name).items():
-                    print(f"{name}  {student}: {score}")
+                students = sorted(
+                    set(gradebook_students(root)) | set(submitted_students(root, name))
+                )
+                percents |= grade(root, name, students, args.workers, image, timeouts)
+            print(
+                f"grades in {root / 'grader' / 'grades.csv'}, plot in {save_plot(root, percents)}"
+            )
+        elif args.command == "summary":
+            percents = {}
+            for name in names:
+                students = sorted(
+                    set(gradebook_students(root)) | set(submitted_students(root, name))
+                )
+                text, percents[name] = summarize(root, name, students, {})
+                print(text)
+            print(f"plot in {save_plot(root, percents)}")
         elif args.command == "feedback":
             for name in names:
                 nbgrader(root, "generate_feedback", name, "--force")
             print(f"feedback (hidden tests removed) in {root / 'grader' / 'feedback'}")
-        else:
+        elif args.command == "export":
             nbgrader(root, "export", "--to", str(root / "grader" / "grades.csv"))
             print(f"grades written to {root / 'grader' / 'grades.csv'}")
+        else:
+            copied = student_copy.student_copy(root, args.destination)
+            print(f"student copy in {copied} (left out: {', '.join(student_copy.LEFT_OUT)})")
+            if args.image:
+                student_copy.build_image(copied, args.image)
     except GradingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -70,7 +70,9 @@ class Reporting(NbGraderPreprocessor):
 class StartReport(Reporting):
     """First step of autograding: forget what an earlier grading of this submission reported."""
 
-    def preprocess(self, nb: NotebookNode, resources: dict[str, Any]) -> tuple[NotebookNode, dict]:
+    def preprocess(
+        self, nb: NotebookNode, resources: dict[str, Any]
+    ) -> tuple[NotebookNode, dict[str, Any]]:
         ids = resources.get("nbgrader", {})
         if self.report_directory and "student" in ids:
             report_path(self.report_directory, ids["assignment"], ids["student"]).unlink(
@@ -87,7 +89,9 @@ class RestoreCells(Reporting, OverwriteCells):
     test cell whose neighbour was deleted too.
     """
 
-    def preprocess(self, nb: NotebookNode, resources: dict[str, Any]) -> tuple[NotebookNode, dict]:
+    def preprocess(
+        self, nb: NotebookNode, resources: dict[str, Any]
+    ) -> tuple[NotebookNode, dict[str, Any]]:
         self._resources = resources
         return super().preprocess(nb, resources)
 
@@ -102,7 +106,7 @@ class RestoreCells(Reporting, OverwriteCells):
 
     def preprocess_cell(
         self, cell: NotebookNode, resources: dict[str, Any], cell_index: int
-    ) -> tuple[NotebookNode, dict]:
+    ) -> tuple[NotebookNode, dict[str, Any]]:
         meta = cell.metadata.get("nbgrader", {})
         graded = any(meta.get(flag) for flag in ("grade", "solution", "locked", "task"))
         if graded and meta.get("grade_id") not in self._known():
@@ -120,7 +124,7 @@ class RestoreCells(Reporting, OverwriteCells):
 
     def add_missing_grade_cells(
         self, nb: NotebookNode, resources: dict[str, Any]
-    ) -> tuple[NotebookNode, dict]:
+    ) -> tuple[NotebookNode, dict[str, Any]]:
         source = self.gradebook.find_notebook(self.notebook_id, self.assignment_id)
         order = [cell.name for cell in source.source_cells]
         by_name = {cell.name: cell for cell in source.source_cells}
@@ -178,19 +182,67 @@ class GuardedExecute(Reporting, Execute):
     forbidden_paths = List(
         Unicode(), help="Folders the kernel may not open (its own working folder stays open)."
     ).tag(config=True)
+    sandbox_image = Unicode(
+        "", help="Run each notebook in a container of this image (Docker), not in a local kernel."
+    ).tag(config=True)
+    sandbox_cpus = Unicode("1", help="docker run --cpus for the sandbox.").tag(config=True)
+    sandbox_memory = Unicode("4g", help="docker run --memory for the sandbox.").tag(config=True)
 
-    def preprocess(self, nb: NotebookNode, resources: dict[str, Any]) -> tuple[NotebookNode, dict]:
+    def preprocess(
+        self, nb: NotebookNode, resources: dict[str, Any]
+    ) -> tuple[NotebookNode, dict[str, Any]]:
         self._deadline = time.monotonic() + self.notebook_timeout
         self._stopped = ""
         self._sizes: dict[int, int] = {}
+        self.timeout_func = self._cell_timeout
+        if self.sandbox_image:
+            return self._in_container(nb, resources), resources
         handle, name = tempfile.mkstemp(prefix="scalelab-guard-", suffix=".log")
         os.close(handle)
         self._guard_report = Path(name)  # the kernel's audit hook appends to it
-        self.timeout_func = self._cell_timeout
         try:
             return super().preprocess(nb, resources)
         finally:
             self._report_kernel_findings(resources)
+
+    def _in_container(self, nb: NotebookNode, resources: dict[str, Any]) -> NotebookNode:
+        """Execute `nb` with `python -m scalelab.guards` in a container of `sandbox_image`."""
+        with tempfile.TemporaryDirectory() as tmp:
+            notebook = Path(tmp) / "submission.ipynb"
+            nbformat.write(nb, notebook)
+            notebook.chmod(0o644)
+            Path(tmp).chmod(0o755)
+            name = f"scalelab-grade-{uuid.uuid4().hex[:12]}"
+            command = [
+                "docker", "run", "--rm", "--name", name, "--network", "none",
+                f"--cpus={self.sandbox_cpus}", f"--memory={self.sandbox_memory}",
+                "--pids-limit=512", "--read-only", "--tmpfs", "/tmp:exec", "--tmpfs", "/work:exec",
+                "--user", "65534:65534", "-e", "HOME=/tmp", "-e", "TF_CPP_MIN_LOG_LEVEL=3",
+                "-w", "/work", "-v", f"{notebook}:/submission/notebook.ipynb:ro",
+                "--entrypoint", "python", self.sandbox_image, "-m", "scalelab.guards",
+                "/submission/notebook.ipynb", f"--timeout={self.timeout}",
+                f"--notebook-timeout={self.notebook_timeout}",
+                f"--max-output-bytes={self.max_output_bytes}",
+            ]  # fmt: skip
+            try:
+                done = subprocess.run(
+                    command, capture_output=True, text=True, timeout=self.notebook_timeout + 120
+                )
+            except subprocess.TimeoutExpired:
+                subprocess.run(["docker", "kill", name], capture_output=True)
+                done = subprocess.CompletedProcess(command, -9, "", "the container was killed")
+        for line in done.stderr.splitlines():
+            if line.startswith(PROBLEM):
+                self.report(resources, line.removeprefix(PROBLEM))
+        try:
+            return nbformat.reads(done.stdout, as_version=4)
+        except Exception:  # no notebook came back: nothing of the student's ran to the end
+            self.report(resources, f"the sandbox failed (exit {done.returncode}): "
+                        f"{processes.tail(done.stderr, 5)}")  # fmt: skip
+            self._stopped = "not run: the sandbox failed"
+            for cell in nb.cells:
+                self.preprocess_cell(cell, resources, 0)
+            return nb
 
     def _cell_timeout(self, cell: NotebookNode) -> int:
         left = int(self._deadline - time.monotonic())
@@ -214,7 +266,7 @@ class GuardedExecute(Reporting, Execute):
 
     def preprocess_cell(
         self, cell: NotebookNode, resources: dict[str, Any], index: int
-    ) -> tuple[NotebookNode, dict]:
+    ) -> tuple[NotebookNode, dict[str, Any]]:
         if cell.cell_type != "code":
             return cell, resources
         if not self._stopped and time.monotonic() >= self._deadline:
@@ -275,59 +327,6 @@ class GuardedExecute(Reporting, Execute):
             elif kind == "network":
                 self.report(resources, f"the code opened a network connection to {what}")
         self._guard_report.unlink()
-
-
-class SandboxExecute(Reporting):
-    """Execute in a throwaway container: no network, limited CPU, memory and processes, the
-    notebook mounted read-only, nothing of the course but the image's library, and only the
-    executed notebook coming back. Inside, GuardedExecute applies the same limits as locally."""
-
-    image = Unicode(
-        "scalelab-student:latest", help="Image with Python, the course's packages and scalelab."
-    ).tag(config=True)
-    cpus = Unicode("1", help="docker run --cpus").tag(config=True)
-    memory = Unicode("4g", help="docker run --memory").tag(config=True)
-
-    def preprocess(self, nb: NotebookNode, resources: dict[str, Any]) -> tuple[NotebookNode, dict]:
-        limits = GuardedExecute(config=self.config)
-        with tempfile.TemporaryDirectory() as tmp:
-            notebook = Path(tmp) / "submission.ipynb"
-            nbformat.write(nb, notebook)
-            notebook.chmod(0o644)
-            name = f"scalelab-grade-{uuid.uuid4().hex[:12]}"
-            command = [
-                "docker", "run", "--rm", "--name", name, "--network", "none",
-                f"--cpus={self.cpus}", f"--memory={self.memory}", "--pids-limit=512",
-                "--read-only", "--tmpfs", "/tmp:exec", "--tmpfs", "/work:exec",
-                "--user", "65534:65534", "-e", "HOME=/tmp", "-e", "TF_CPP_MIN_LOG_LEVEL=3",
-                "-w", "/work", "-v", f"{notebook}:/submission/notebook.ipynb:ro",
-                "--entrypoint", "python", self.image, "-m", "scalelab.guards",
-                "/submission/notebook.ipynb",
-                f"--timeout={limits.timeout}", f"--notebook-timeout={limits.notebook_timeout}",
-                f"--max-output-bytes={limits.max_output_bytes}",
-            ]  # fmt: skip
-            try:
-                done = subprocess.run(
-                    command, capture_output=True, text=True, timeout=limits.notebook_timeout + 120
-                )
-            except subprocess.TimeoutExpired:
-                subprocess.run(["docker", "kill", name], capture_output=True)
-                done = subprocess.CompletedProcess(command, -9, "", "the container was killed")
-        for line in done.stderr.splitlines():
-            if line.startswith(PROBLEM):
-                self.report(resources, line.removeprefix(PROBLEM))
-        if done.returncode != 0 or not done.stdout.strip():
-            self.report(
-                resources,
-                f"the sandbox failed (exit {done.returncode}): {processes.tail(done.stderr, 5)}",
-            )
-            for cell in nb.cells:
-                if cell.cell_type == "code":
-                    cell.outputs = (
-                        [_error("NotRun", "the sandbox failed")] if utils.is_grade(cell) else []
-                    )
-            return nb, resources
-        return nbformat.reads(done.stdout, as_version=4), resources
 
 
 PROBLEM = "scalelab-problem: "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -446,5 +446,22 @@ def trial_timeline(
     ax.set_yticks(range(len(workers)), workers)
     ax.set(xlabel="seconds since the first trial started", title=title)
     ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return fig
+
+
+def score_distribution(percent_by_chapter: Mapping[str, Sequence[float]]) -> Figure:
+    """The instructor's view: how many students scored what, one panel per chapter."""
+    count = max(1, len(percent_by_chapter))
+    fig, axes = plt.subplots(1, count, figsize=(3.2 * count, 3), sharey=True, squeeze=False)
+    bins = np.linspace(0, 100, 11)
+    for ax, (chapter, percents) in zip(axes[0], percent_by_chapter.items(), strict=False):
+        ax.hist(percents, bins=bins, color="tab:blue", edgecolor="white")
+        mean = float(np.mean(percents)) if len(percents) else 0.0
+        ax.set_title(f"{chapter}\n{len(percents)} graded, mean {mean:.0f}%", fontsize=9)
+        ax.set_xlabel("autograded score (%)")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0][0].set_ylabel("students")
+    fig.suptitle("Score distribution per chapter")
     fig.tight_layout()
     return fig

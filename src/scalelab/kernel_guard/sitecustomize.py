@@ -45,7 +45,7 @@ def _install() -> None:
             noted.add((kind, what))
             os.write(report, f"{kind}\t{what}\n".encode())
 
-    def hook(event: str, args: tuple) -> None:
+    def hook(event: str, args: tuple[object, ...]) -> None:
         if event in PATH_EVENTS:
             for arg in args[: 2 if event in TWO_PATHS else 1]:
                 if isinstance(arg, (str, bytes, os.PathLike)):

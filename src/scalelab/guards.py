@@ -216,9 +216,9 @@ class GuardedExecute(Reporting, Execute):
             command = [
                 "docker", "run", "--rm", "--name", name, "--network", "none",
                 f"--cpus={self.sandbox_cpus}", f"--memory={self.sandbox_memory}",
-                "--pids-limit=512", "--read-only", "--tmpfs", "/tmp:exec", "--tmpfs", "/work:exec",
+                "--pids-limit=512", "--read-only", "--tmpfs", "/tmp:exec", "--tmpfs", "/grading:exec",
                 "--user", "65534:65534", "-e", "HOME=/tmp", "-e", "TF_CPP_MIN_LOG_LEVEL=3",
-                "-w", "/work", "-v", f"{notebook}:/submission/notebook.ipynb:ro",
+                "-w", "/grading", "-v", f"{notebook}:/submission/notebook.ipynb:ro",
                 "--entrypoint", "python", self.sandbox_image, "-m", "scalelab.guards",
                 "/submission/notebook.ipynb", f"--timeout={self.timeout}",
                 f"--notebook-timeout={self.notebook_timeout}",
@@ -325,7 +325,7 @@ class GuardedExecute(Reporting, Execute):
             if kind == "file":
                 self.report(resources, f"the code tried to open {what}: refused")
             elif kind == "network":
-                self.report(resources, f"the code opened a network connection to {what}")
+                self.report(resources, f"the code connected (or tried to) to {what}")
         self._guard_report.unlink()
 
 

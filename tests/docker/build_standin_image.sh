@@ -4,7 +4,8 @@
 # `python -m scalelab.serving`. Nothing is pulled: the root filesystem is streamed with tar
 # from this machine into `docker import`. It holds bash and a few basic commands, the Python
 # the venv was made from, the venv and src/ (at the same absolute paths: venvs do not move),
-# and the system libraries all of those link to.
+# and the system libraries all of those link to. The venv's bin/ comes first on PATH, so the
+# image is also a grading sandbox (no answers in it): `python -m scalelab.guards` runs there.
 #
 #   tests/docker/build_standin_image.sh          build, unless the image is up to date
 #   tests/docker/build_standin_image.sh --force  build anyway
@@ -107,7 +108,7 @@ tar --create --file=- --numeric-owner --owner=0 --group=0 \
     -C / bin sbin lib lib64 "${PREFIX#/}" "${VENV#/}" "${REPO#/}/src" "${FILES[@]}" |
     docker import \
         --change 'ENTRYPOINT ["/usr/bin/tf_serving_entrypoint.sh"]' \
-        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change "ENV PATH=$VENV/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
         --change 'ENV MODEL_BASE_PATH=/models' --change 'ENV MODEL_NAME=model' \
         --change 'ENV PYTHONDONTWRITEBYTECODE=1' \
         --change 'EXPOSE 8500 8501' \

@@ -2,8 +2,9 @@
 # shellcheck disable=SC2317  # finish and no_container_left are called indirectly
 # `make test-docker`: the serving suite through a real Docker engine (docker backend, and the
 # remote backend attached to a container), then Chapter 2 executed and graded on the docker
-# backend and in docker compose's topology. Starts a private engine, builds the stand-in image,
-# checks that no container of ours is left, and stops the engine by its pid whatever happens.
+# backend and in docker compose's topology, then students' notebooks graded in the Docker
+# sandbox (the stand-in image holds the library, not the answers). Starts a private engine, builds
+# the stand-in image, checks that no container of ours is left, and stops the engine by its pid whatever happens.
 # Prints the wall time of each stage. Needs root (dockerd) and an installed .venv.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit
@@ -41,5 +42,7 @@ stage "stand-in image build" tests/docker/build_standin_image.sh || exit
 status=0
 stage "serving suite (local, remote, docker)" "${PYTEST[@]}" -n 2 tests/serving || status=1
 stage "chapter 2 on docker and remote" "${PYTEST[@]}" tests/test_chapter2_backends.py || status=1
+stage "grading in the Docker sandbox" env SCALELAB_SANDBOX_IMAGE="$SCALELAB_SERVING_IMAGE" \
+    "${PYTEST[@]}" tests/grading/test_sandbox.py || status=1
 stage "no container left" no_container_left || status=1
 exit "$status"

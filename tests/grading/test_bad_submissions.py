@@ -61,8 +61,8 @@ def cases(solution: Path, release: Path, root: Path) -> dict[str, tuple[Any, flo
         "]:",
         "    try:",
         "        attempt()",
-        "    except OSError as error:",
-        "        print(type(error).__name__)",
+        "    except Exception as error:",
+        "        print(type(error).__name__, error)",
         MUL_OK,
     ])  # fmt: skip
     image = (

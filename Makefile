@@ -56,7 +56,7 @@ bench: install  ## benchmarks, measured side by side in one run (not part of the
 release: install  ## regenerate notebooks/ from solutions/ with nbgrader
 	$(BIN)/python -m scalelab.grading release
 
-autograde: install  ## grade everything under grader/submitted/
+autograde: install  ## grade everything under grader/submitted/ (sandboxed if the course image is there)
 	$(BIN)/python -m scalelab.grading autograde
 
 feedback: install  ## feedback pages for students, hidden tests removed

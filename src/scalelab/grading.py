@@ -24,8 +24,9 @@ from tqdm.auto import tqdm
 from scalelab import guards, processes, student_copy, submissions
 
 CONFIG = Path("grader") / "nbgrader_config.py"
-# The image `student-copy` builds: what students get, so the sandbox holds no answers either.
-SANDBOX_IMAGE = "scalelab-student:0.1.0"
+# The course image (docker-compose.yml): the library and its reference answers, which hidden tests
+# compare with, but no solutions/ and no tests (.dockerignore).
+SANDBOX_IMAGE = "scalelab-lab:0.1.0"
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS")
 
 
@@ -496,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
                 for key, value in [
                     ("timeout", args.cell_timeout),
                     ("notebook_timeout", args.notebook_timeout),
+                    # how long a stopped cell's last outputs may lag: no longer than a cell
+                    ("iopub_timeout", args.cell_timeout and min(30, args.cell_timeout)),
                 ]
                 if value
             }

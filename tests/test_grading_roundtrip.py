@@ -88,3 +88,14 @@ def test_real_nbgrader_each_blanked_exercise_loses_only_its_points_correct_varia
         if errors["other"]:
             problems.append(f"{student}: cells outside the exercises failed: {errors['other']}")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.exhaustive
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_nbgrader_validate_on_each_released_notebook_says_which_tests_fail(chapter, tmp_path):
+    # What a student's `nbgrader validate` (and the Validate button, pressed in a browser in
+    # tests/test_browser.py) says of the untouched notebook: it runs and names the failing tests.
+    _, notebook = grading.course_copy(REPO, chapter, tmp_path / "course")
+    log = grading.nbgrader(tmp_path / "course", "validate", str(notebook), strict=False)
+    assert "VALIDATION FAILED ON" in log, log[-3000:]
+    assert "NotImplementedError" in log, log[-3000:]

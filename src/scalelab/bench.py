@@ -3,7 +3,8 @@
 `python -m scalelab.bench rest-vs-grpc` runs the whole REST-vs-gRPC sweep on a local server: the
 batch-size sweep, where the time of one request goes (client encode, transfer, server, decode)
 and the same comparison through a throttled link (`scalelab.netem`, --mbit and --rtt);
-`python -m scalelab.bench tflite` compares TFLite variants with the Keras model (`tflite_bench`).
+`python -m scalelab.bench tflite` compares TFLite variants with the Keras model (`tflite_bench`),
+`tuning` Keras Tuner's trials per minute (`tuning_bench`), `grading` autograding (`grading_bench`).
 """
 
 from __future__ import annotations
@@ -641,14 +642,17 @@ def measure_link(mbit_per_s: float, rtt_ms: float, megabytes: float = 1.0) -> di
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m scalelab.bench rest-vs-grpc|tflite|tuning`: one benchmark, as a table."""
+    """`python -m scalelab.bench rest-vs-grpc|tflite|tuning|grading`: one benchmark, as a table."""
     parser = argparse.ArgumentParser(prog="python -m scalelab.bench", description=__doc__)
-    parser.add_argument("benchmark", choices=["rest-vs-grpc", "tflite", "tuning"])
+    parser.add_argument("benchmark", choices=["rest-vs-grpc", "tflite", "tuning", "grading"])
     parser.add_argument("--requests", type=int, default=300, help="requests per measurement")
     parser.add_argument("--backend", default=None, help="docker, binary or local (default: auto)")
     parser.add_argument("--mbit", type=float, default=100.0, help="throttled link: Mbit/s")
     parser.add_argument("--rtt", type=float, default=20.0, help="throttled link: RTT in ms")
     parser.add_argument("--trials", type=int, default=12, help="tuning: trials per search")
+    parser.add_argument("--submissions", type=int, default=30, help="grading: per chapter")
+    parser.add_argument("--chapters", nargs="*", help="grading: chapters (default: all)")
+    parser.add_argument("--workers", type=int, default=2, help="grading: parallel notebooks")
     args = parser.parse_args(argv)
 
     import tempfile
@@ -661,6 +665,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from scalelab import tflite_bench
 
         print("\n".join(tflite_bench.tflite_vs_keras()))
+        return 0
+    if args.benchmark == "grading":
+        from scalelab import grading, grading_bench
+
+        root = grading.find_course_root()
+        chapters = args.chapters or grading.chapters(root)
+        workers = (1, args.workers)
+        print(
+            "\n".join(grading_bench.grading_throughput(root, chapters, args.submissions, workers))
+        )
         return 0
     if args.benchmark == "tuning":
         from scalelab import tuning_bench

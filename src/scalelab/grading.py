@@ -462,8 +462,8 @@ def main(argv: list[str] | None = None) -> int:
         step.add_argument("-j", "--workers", type=int, default=2, help="notebooks graded at once")
         step.add_argument("--sandbox", choices=["auto", "docker", "local"], default="auto")
         step.add_argument("--image", default=SANDBOX_IMAGE, help="the sandbox's image")
-        step.add_argument("--cell-timeout", type=int, help="seconds per cell (config: 300)")
-        step.add_argument("--notebook-timeout", type=int, help="seconds per notebook (600)")
+        step.add_argument("--cell-timeout", type=int, help="seconds per cell (config: 120)")
+        step.add_argument("--notebook-timeout", type=int, help="seconds per notebook (400)")
         if name == "grade":
             step.add_argument("--roster", type=Path, help="CSV of students to import first")
             step.add_argument("--submissions", type=Path, help="folder or zip to collect from")

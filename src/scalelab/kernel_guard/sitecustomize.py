@@ -3,7 +3,7 @@ folder on PYTHONPATH): refuse the course's answers and grades to the student's c
 attempt and each network connection beyond this machine in the grader's report.
 
 An audit hook sees what Python does, not what a program it starts does: the sandbox
-(`python -m scalelab.grading autograde --sandbox`) is the protection that holds against both.
+(`python -m scalelab.grading autograde --sandbox docker`) is what holds against both.
 """
 
 import ipaddress

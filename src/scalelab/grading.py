@@ -134,6 +134,20 @@ def autograde(root: Path, chapter: str) -> dict[str, Score]:
     return scores(root, chapter)
 
 
+def in_gradebook(root: Path, chapter: str) -> None:
+    """Make sure the gradebook knows `chapter`'s tests (a fresh clone's does not): release it."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    if (root / "grader" / "gradebook.db").is_file():
+        with Gradebook(f"sqlite:///{root / 'grader' / 'gradebook.db'}") as gradebook:
+            try:
+                if gradebook.find_assignment(chapter).notebooks:
+                    return
+            except MissingEntry:
+                pass
+    release(root, chapter)
+
+
 def sandbox_engine(image: str) -> str:
     """Why a Docker sandbox of `image` cannot be used here ("" if it can)."""
     try:
@@ -159,6 +173,7 @@ def autograde_students(
     """Autograde each student's submission in its own `nbgrader autograde` (`workers` at a time,
     each with its own kernel; in a container of `image` if given); return the students whose
     grading failed, with why. Unreadable notebooks are not graded: they score 0."""
+    in_gradebook(root, chapter)
     limits = [f"--GuardedExecute.{key}={value}" for key, value in (timeouts or {}).items()]
     if image:
         limits.append(f"--GuardedExecute.sandbox_image={image}")
@@ -412,7 +427,8 @@ def grade(
 ) -> dict[str, list[float]]:
     """Autograde, feedback, grades CSV, summary and plot for one chapter; print as it goes."""
     failed = autograde_students(root, chapter, students, workers, image, timeouts)
-    nbgrader(root, "generate_feedback", chapter, "--force")
+    if list((root / "grader" / "autograded").glob(f"*/{chapter}/*.ipynb")):
+        nbgrader(root, "generate_feedback", chapter, "--force")
     nbgrader(root, "export", "--to", str(root / "grader" / "grades.csv"))
     text, percents = summarize(root, chapter, students, failed)
     (root / "grader" / f"summary-{chapter}.txt").write_text(text + "\n")

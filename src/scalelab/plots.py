@@ -458,7 +458,7 @@ def score_distribution(percent_by_chapter: Mapping[str, Sequence[float]]) -> Fig
     for ax, (chapter, percents) in zip(axes[0], percent_by_chapter.items(), strict=False):
         ax.hist(percents, bins=bins, color="tab:blue", edgecolor="white")
         mean = float(np.mean(percents)) if len(percents) else 0.0
-        ax.set_title(f"{chapter}\n{len(percents)} graded, mean {mean:.0f}%", fontsize=9)
+        ax.set_title(f"{chapter}\n{len(percents)} students, mean {mean:.0f}%", fontsize=9)
         ax.set_xlabel("autograded score (%)")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0][0].set_ylabel("students")

@@ -6,24 +6,32 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install lab test lint bench release autograde feedback grades clean test-docker test-exhaustive
+.PHONY: install install-dev lab test test-python test-colab lint bench release autograde feedback grades clean test-docker test-exhaustive
 
+# Python 3.11, 3.12 or 3.13 (TensorFlow 2.21 has wheels for these); PYTHON=python3.13 picks one.
 $(VENV)/.installed: requirements.txt pyproject.toml
-	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else f"scalelab needs Python 3.11, but $(PYTHON) is {sys.version.split()[0]}: install 3.11 or run `make PYTHON=python3.11 ...`")'
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 13) else f"scalelab needs Python 3.11, 3.12 or 3.13, but $(PYTHON) is {sys.version.split()[0]}: install one of them and run `make PYTHON=python3.13 ...`")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@
 
+# Tests, lint and type checking on top of the course environment (learners do not need them).
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
 install: $(VENV)/.installed  ## create .venv with the pinned course environment
+
+install-dev: $(VENV)/.installed-dev  ## .venv with the course environment and the development tools
 
 lab: install  ## open the student notebooks in JupyterLab (Validate button included)
 	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
-lint: install  ## ruff over the library, tests and notebooks; mypy (strict) over src; hadolint; docker compose config
-	$(BIN)/ruff check src tests solutions notebooks grader nbgrader_config.py
-	$(BIN)/ruff format --check src tests solutions notebooks grader nbgrader_config.py
+lint: install-dev  ## ruff over the library, tests and notebooks; mypy (strict) over src; hadolint; docker compose config
+	$(BIN)/ruff check src tests colab solutions notebooks grader nbgrader_config.py
+	$(BIN)/ruff format --check src tests colab solutions notebooks grader nbgrader_config.py
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 	@command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || \
@@ -40,14 +48,39 @@ stage = start=$$(date +%s); $(2); rc=$$?; \
 # clusters (measured here: 543 s against 574-607 s with two, the CPU 96% busy). Set it to your cores+1.
 TEST_WORKERS ?= 3
 
-test: install  ## every test: lint, library, conformance, notebooks in fast mode, grading round trips
+test: install-dev  ## every test: lint, library, conformance, notebooks in fast mode, grading round trips
 	@mkdir -p build && rm -f $(STAGES)
 	@$(call stage,lint,$(MAKE) --no-print-directory lint)
 	@$(call stage,pytest,$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=12)
+	@$(call stage,python3.12,$(MAKE) --no-print-directory test-python V=3.12)
+	@$(call stage,python3.13,$(MAKE) --no-print-directory test-python V=3.13)
 	@echo "wall time per stage:" && cat $(STAGES)
 
+# Another Python: its own .venv-3.X, JupyterLab as `make lab` starts it, and chapters executed and
+# graded as in `make test`: one chapter per version by default, to keep CI short (CHAPTERS="..." picks,
+# CHAPTERS=all runs all). The interpreter comes from PATH or pyenv; a missing one is skipped, and said so.
+CHAPTERS_3.12 := 04_tflite
+CHAPTERS_3.13 := 01_savedmodel
+CHAPTERS ?= $(CHAPTERS_$(V))
+OTHER_PYTHON = $(firstword $(foreach p,python$(V) $(wildcard $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions/$(V).*/bin/python$(V)),$(shell $(p) -c '' 2>/dev/null && echo $(p))))
+only_chapters = $(if $(filter-out all,$(CHAPTERS)),-k "not test_solution_runs or $(subst $() , or ,$(strip $(CHAPTERS)))")
+
+test-python:  ## make lab and chapter tests on another Python: make test-python V=3.13 [CHAPTERS=all]
+	@if [ -z "$(OTHER_PYTHON)" ]; then echo "python$(V) is not on PATH or in pyenv: skipped"; else \
+		$(MAKE) --no-print-directory install-dev VENV=.venv-$(V) PYTHON=$(OTHER_PYTHON) && \
+		.venv-$(V)/bin/python -m pytest -n 2 -p no:cacheprovider tests/test_lab.py tests/test_chapters.py \
+			$(only_chapters); fi
+
+# Colab: a fresh Python 3.12 venv with Colab's preinstalled versions, and a chapter executed through
+# its first cell (which installs the rest from this repository's committed HEAD); build/colab/report.txt
+# says what it added. It must replace nothing.
+test-colab: V := 3.12
+test-colab: install-dev  ## a chapter on a Colab-like runtime through its set-up cell [COLAB_CHAPTER=04_tflite]
+	@if [ -z "$(OTHER_PYTHON)" ]; then echo "python3.12 is not on PATH or in pyenv: skipped"; else \
+		$(BIN)/python tests/colab/run.py --python $(OTHER_PYTHON) --chapter $(or $(COLAB_CHAPTER),04_tflite); fi
+
 # Slower: a real `nbgrader autograde` per blanked exercise, with correct variants elsewhere (~45 min).
-test-exhaustive: install  ## grading proven exhaustively with real nbgrader (not in `make test`)
+test-exhaustive: install-dev  ## grading proven exhaustively with real nbgrader (not in `make test`)
 	$(BIN)/python -m pytest -n 2 -m exhaustive tests/test_grading_roundtrip.py
 
 bench: install  ## benchmarks, measured side by side in one run (not part of the tests)
@@ -69,5 +102,5 @@ clean:  ## remove executed notebooks and caches (keeps .venv)
 	rm -rf build .pytest_cache .ruff_cache .mypy_cache
 
 # The Docker paths for real on a private engine (needs root; tests/docker/run.sh says what runs).
-test-docker: install  ## serving suite + Chapter 2 through a real Docker engine (not in `make test`)
+test-docker: install-dev  ## serving suite + Chapter 2 through a real Docker engine (not in `make test`)
 	tests/docker/run.sh

@@ -23,6 +23,11 @@ REPO = Path(__file__).resolve().parents[1]
 SUPPORTED_TF = ("2.20", "2.21")
 # Released with TensorFlow: their minor version must equal TensorFlow's.
 TIED_TO_TF = ("tensorflow-serving-api", "tf-keras", "tensorboard")
+# Kept whatever happens: replacing these under a running notebook breaks it or the host's front end.
+PROTECTED = (
+    "tensorflow", "keras", "tensorboard", "numpy", "ipykernel", "ipython", "jupyter-client",
+    "jupyter-core", "jupyter-server", "notebook", "tornado", "traitlets", "google-colab",
+)  # fmt: skip
 # Not needed in a hosted notebook: its own Jupyter front end has no nbgrader Validate button.
 NOT_FOR_HOSTED = ("jupyterlab", "notebook", "nbgrader", "docker")
 
@@ -72,22 +77,32 @@ def missing(have: dict[str, str]) -> list[str]:
     return needed
 
 
+def pip_install(requirements: list[str], keep: dict[str, str]) -> bool:
+    """pip install `requirements` with every package in `keep` held at its version."""
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as constraints:
+        constraints.write("".join(f"{name}=={version}\n" for name, version in keep.items()))
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--constraint", constraints.name]
+    return subprocess.run([*pip, *requirements]).returncode == 0
+
+
 def main() -> None:
     started = time.monotonic()
     have = installed()
     needed = missing(have)
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as constraints:
-        constraints.write("".join(f"{name}=={version}\n" for name, version in have.items()))
-    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--constraint", constraints.name]
     if needed:
         print("Installing what this Python lacks:", ", ".join(needed))
-        subprocess.run([*pip, *needed], check=True)
-    subprocess.run([*pip, "--no-deps", str(REPO)], check=True)
-    added = sorted(set(installed()) - set(have))
-    print(
-        f"Installed {len(added)} packages in {time.monotonic() - started:.0f} s "
-        f"(TensorFlow {have.get('tensorflow', 'from requirements.txt')} kept): {', '.join(added)}"
-    )
+        if not pip_install(needed, have):
+            print("Those need other versions of some installed packages: keeping only", PROTECTED)
+            core = {name: version for name, version in have.items() if name in PROTECTED}
+            if not pip_install(needed, core):
+                sys.exit("pip could not install the course here (its message is above).")
+    if not pip_install(["--no-deps", str(REPO)], have):
+        sys.exit("pip could not install the course library (its message is above).")
+    now = installed()
+    added = sorted(f"{name}=={now[name]}" for name in set(now) - set(have))
+    changed = [f"{name} {old} -> {now.get(name)}" for name, old in have.items() if now[name] != old]
+    print(f"Installed {len(added)} packages in {time.monotonic() - started:.0f} s, replacing "
+          f"{', '.join(changed) or 'nothing'}: {', '.join(added)}")  # fmt: skip
 
 
 if __name__ == "__main__":

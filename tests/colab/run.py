@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
 import papermill
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,8 +73,8 @@ def main() -> int:
     replaced = {name: f"{old} -> {after.get(name)}" for name, old in before.items()
                 if after.get(name) != old}  # fmt: skip
     added = sorted(f"{name}=={after[name]}" for name in set(after) - set(before))
-    first_cell = json.loads((OUT / f"{args.chapter}.ipynb").read_text())["cells"][1]
-    printed = "".join(out.get("text", "") for out in first_cell.get("outputs", []))
+    first_cell = nbformat.read(OUT / f"{args.chapter}.ipynb", as_version=4).cells[1]
+    printed = "".join(out.get("text", "") for out in first_cell.outputs)
     report = [
         f"Colab-like runtime: Python {version} built in {built:.0f} s with "
         f"TensorFlow {before['tensorflow']} and Keras {before['keras']}",

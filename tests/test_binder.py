@@ -64,3 +64,9 @@ def test_binder_image_has_the_notebooks_and_library_but_no_solutions_tests_or_gr
         or path.startswith(("grader/gradebook.db", "grader/submitted", ".venv"))
     }  # fmt: skip
     assert not leaked, sorted(leaked)[:10]
+
+
+def test_readme_binder_badge_opens_the_first_chapter_in_jupyterlab():
+    readme = (REPO / "README.md").read_text()
+    badge = "mybinder.org/v2/gh/scalelab/scalelab/main?urlpath=lab/tree/notebooks/01_savedmodel/"
+    assert badge in readme

@@ -65,3 +65,15 @@ def test_this_python_has_what_colab_install_would_add():
     # Where the course is installed, the script has nothing left to install.
     needed = install.missing(install.installed())
     assert needed == [], needed
+
+
+def test_every_chapter_has_a_colab_link_to_this_repository_and_the_cell_clones_it():
+    import tomllib
+
+    repository = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["urls"]
+    github = repository["Repository"].removeprefix("https://github.com/")
+    readme = (REPO / "README.md").read_text()
+    for chapter in sorted(p.parent.name for p in NOTEBOOKS if p.parts[-3] == "notebooks"):
+        link = f"colab.research.google.com/github/{github}/blob/main/notebooks/{chapter}/{chapter}"
+        assert link in readme, f"README: no Colab link for {chapter}"
+    assert f'"https://github.com/{github}"' in FIRST_CELL

@@ -59,3 +59,15 @@ def test_export_classifier_serves_raw_pixels_and_names_classes(tmp_path):
     np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-6)
     names = [digits.class_names[i] for i in expected.argmax(axis=1)]
     assert [n.decode() for n in outputs["class_name"].numpy()] == names
+
+
+def test_small_memory_follows_the_override_and_otherwise_the_container_limit(monkeypatch):
+    monkeypatch.setenv("SCALELAB_SMALL_MEMORY", "1")
+    assert course.small_memory()
+    monkeypatch.setenv("SCALELAB_SMALL_MEMORY", "0")
+    assert not course.small_memory()
+    monkeypatch.delenv("SCALELAB_SMALL_MEMORY")
+    monkeypatch.setattr(course, "memory_limit_mb", lambda: 2048.0)  # Binder's 2 GB
+    assert course.small_memory()
+    monkeypatch.setattr(course, "memory_limit_mb", lambda: None)  # no limit: this machine
+    assert not course.small_memory()

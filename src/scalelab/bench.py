@@ -4,7 +4,8 @@
 batch-size sweep, where the time of one request goes (client encode, transfer, server, decode)
 and the same comparison through a throttled link (`scalelab.netem`, --mbit and --rtt);
 `python -m scalelab.bench tflite` compares TFLite variants with the Keras model (`tflite_bench`),
-`tuning` Keras Tuner's trials per minute (`tuning_bench`), `grading` autograding (`grading_bench`).
+`tuning` Keras Tuner's trials per minute (`tuning_bench`), `grading` autograding (`grading_bench`),
+`memory` a chapter's peak memory (`memory_bench`).
 """
 
 from __future__ import annotations
@@ -642,16 +643,18 @@ def measure_link(mbit_per_s: float, rtt_ms: float, megabytes: float = 1.0) -> di
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m scalelab.bench rest-vs-grpc|tflite|tuning|grading`: one benchmark, as a table."""
+    """`python -m scalelab.bench rest-vs-grpc|tflite|tuning|grading|memory`: one benchmark."""
     parser = argparse.ArgumentParser(prog="python -m scalelab.bench", description=__doc__)
-    parser.add_argument("benchmark", choices=["rest-vs-grpc", "tflite", "tuning", "grading"])
+    benchmarks = ["rest-vs-grpc", "tflite", "tuning", "grading", "memory"]
+    parser.add_argument("benchmark", choices=benchmarks)
     parser.add_argument("--requests", type=int, default=300, help="requests per measurement")
     parser.add_argument("--backend", default=None, help="docker, binary or local (default: auto)")
     parser.add_argument("--mbit", type=float, default=100.0, help="throttled link: Mbit/s")
     parser.add_argument("--rtt", type=float, default=20.0, help="throttled link: RTT in ms")
     parser.add_argument("--trials", type=int, default=12, help="tuning: trials per search")
     parser.add_argument("--submissions", type=int, default=30, help="grading: per chapter")
-    parser.add_argument("--chapters", nargs="*", help="grading: chapters (default: all)")
+    parser.add_argument("--chapters", nargs="*", help="grading, memory: chapters (default: all)")
+    parser.add_argument("--full", action="store_true", help="memory: learner mode, not fast mode")
     parser.add_argument("--workers", type=int, default=2, help="grading: parallel notebooks")
     args = parser.parse_args(argv)
 
@@ -675,6 +678,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             "\n".join(grading_bench.grading_throughput(root, chapters, args.submissions, workers))
         )
+        return 0
+    if args.benchmark == "memory":
+        from scalelab import grading, memory_bench
+
+        root = grading.find_course_root()
+        for chapter in args.chapters or grading.chapters(root):
+            print("\n".join(memory_bench.peak_memory(root, chapter, fast=not args.full)))
         return 0
     if args.benchmark == "tuning":
         from scalelab import tuning_bench

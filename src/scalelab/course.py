@@ -45,6 +45,30 @@ SIZES: dict[str, dict[str, tuple[Any, Any]]] = {
 }
 
 
+# Chapter 5's biggest cluster peaks at 2.1 GB with the kernel (`python -m scalelab.bench memory`).
+SMALL_MEMORY_MB = 3000
+
+
+def memory_limit_mb() -> float | None:
+    """This container's memory limit in MB (cgroup v2, then v1); None where there is none."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:  # v1 writes a huge number for "no limit"
+            return int(text) / 2**20
+    return None
+
+
+def small_memory() -> bool:
+    """True under 3 GB of memory (Binder gives 1-2 GB), or where SCALELAB_SMALL_MEMORY=1."""
+    if "SCALELAB_SMALL_MEMORY" in os.environ:
+        return os.environ["SCALELAB_SMALL_MEMORY"] == "1"
+    limit = memory_limit_mb()
+    return limit is not None and limit < SMALL_MEMORY_MB
+
+
 def grading() -> bool:
     """True while nbgrader executes the notebook (autograde or validate)."""
     return bool(os.environ.get("NBGRADER_EXECUTION"))

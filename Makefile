@@ -48,12 +48,13 @@ stage = start=$$(date +%s); $(2); rc=$$?; \
 # clusters (measured here: 543 s against 574-607 s with two, the CPU 96% busy). Set it to your cores+1.
 TEST_WORKERS ?= 3
 
-test: install-dev  ## every test: lint, library, conformance, notebooks in fast mode, grading round trips
+test: install-dev  ## every test: lint, library, conformance, notebooks in fast mode, grading round trips, other Pythons, Colab
 	@mkdir -p build && rm -f $(STAGES)
 	@$(call stage,lint,$(MAKE) --no-print-directory lint)
 	@$(call stage,pytest,$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=12)
 	@$(call stage,python3.12,$(MAKE) --no-print-directory test-python V=3.12)
 	@$(call stage,python3.13,$(MAKE) --no-print-directory test-python V=3.13)
+	@$(call stage,colab,$(MAKE) --no-print-directory test-colab)
 	@echo "wall time per stage:" && cat $(STAGES)
 
 # Another Python: its own .venv-3.X, JupyterLab as `make lab` starts it, and chapters executed and

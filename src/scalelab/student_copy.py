@@ -19,6 +19,7 @@ from pathlib import Path
 SHIPPED = [
     "notebooks", "src", "docs", "compose", "k8s", "README.md", "Dockerfile", ".dockerignore",
     "docker-compose.yml", "environment.yml", "requirements.txt", "pyproject.toml", "Makefile",
+    "colab", "binder",
     "nbgrader_config.py", "grader/nbgrader_config.py",
 ]  # fmt: skip
 LEFT_OUT = ("solutions", "tests", "grader (gradebook, submissions, reports)", ".git", ".ci")

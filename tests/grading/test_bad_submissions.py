@@ -11,8 +11,10 @@ nbgrader config, not only in our command.
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -136,8 +138,22 @@ def section(summary: str, student: str) -> str:
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A course whose bad submissions went through one `grade` command; what it left behind."""
-    base = tmp_path_factory.mktemp("bad")
+    """A course whose bad submissions went through one `grade` command; what it left behind.
+    Graded once per run: pytest-xdist workers that get tests of this module share it."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")  # set in xdist workers, one per run
+    if not run:
+        return grade_bad_submissions(tmp_path_factory.mktemp("bad"))
+    shared = tmp_path_factory.getbasetemp().parent  # this run's folder, above each worker's
+    with (shared / f"bad-submissions-{run}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker grades, the others wait, then read
+        result = shared / f"bad-submissions-{run}.pickle"
+        if not result.is_file():
+            result.write_bytes(pickle.dumps(grade_bad_submissions(tmp_path_factory.mktemp("bad"))))
+        return dict(pickle.loads(result.read_bytes()))
+
+
+def grade_bad_submissions(base: Path) -> dict[str, Any]:
+    """Hand every bad case in (files, a zip, a double submission), run `grade` once; the results."""
     root = base / "course"
     solution, release = make_course(REPO, root)
     inbox = base / "inbox"

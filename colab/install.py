@@ -1,11 +1,12 @@
 """Install the course into a hosted notebook's Python (Colab), keeping what is installed there.
 
 Every chapter's first cell clones the repository and runs this script when `scalelab` is not
-importable. It installs only what the host lacks, pinned as in requirements.txt, and never
-replaces an installed package: TensorFlow, Keras and the Jupyter stack stay as the host ships
-them (every installed distribution is passed to pip as a constraint). The packages tied to
-TensorFlow's release (the serving API, tf_keras, TensorBoard) follow the installed TensorFlow's
-minor version. Run it with the Python that runs the notebook: `python colab/install.py`.
+importable. It installs only what the host lacks, pinned as in requirements.txt, holding every
+installed distribution at its version (pip constraints); if pip cannot satisfy that, it holds
+only PROTECTED (TensorFlow, Keras, NumPy, the Jupyter stack) and says what it changed. The
+packages tied to TensorFlow's release (the serving API, tf_keras, TensorBoard) follow the
+installed TensorFlow's minor version. Run it with the Python that runs the notebook:
+`python colab/install.py`.
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ def main() -> None:
         sys.exit("pip could not install the course library (its message is above).")
     now = installed()
     added = sorted(f"{name}=={now[name]}" for name in set(now) - set(have))
-    changed = [f"{name} {old} -> {now.get(name)}" for name, old in have.items() if now[name] != old]
+    changed = [f"{name} {old} -> {now.get(name)}" for name, old in have.items()
+               if now.get(name) != old]  # fmt: skip
     print(f"Installed {len(added)} packages in {time.monotonic() - started:.0f} s, replacing "
           f"{', '.join(changed) or 'nothing'}: {', '.join(added)}")  # fmt: skip
 

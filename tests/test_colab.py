@@ -77,3 +77,19 @@ def test_every_chapter_has_a_colab_link_to_this_repository_and_the_cell_clones_i
         link = f"colab.research.google.com/github/{github}/blob/main/notebooks/{chapter}/{chapter}"
         assert link in readme, f"README: no Colab link for {chapter}"
     assert f'"https://github.com/{github}"' in FIRST_CELL
+
+
+def test_colab_install_holds_only_the_core_when_pip_cannot_keep_everything(monkeypatch, capsys):
+    have = {"tensorflow": "2.20.0", "numpy": "2.0.2", "absl-py": "2.5.1", "notebook": "6.5.7"}
+    calls = []
+
+    def pip_install(requirements, keep):
+        calls.append(dict(keep))
+        return len(calls) > 1  # the first try, holding everything, fails as tfmot's absl pin would
+
+    monkeypatch.setattr(install, "installed", lambda: have)
+    monkeypatch.setattr(install, "pip_install", pip_install)
+    install.main()
+    assert calls[0] == have
+    assert calls[1] == {"tensorflow": "2.20.0", "numpy": "2.0.2", "notebook": "6.5.7"}
+    assert "keeping only" in capsys.readouterr().out

@@ -68,7 +68,7 @@ def lab(tmp_path_factory):
             try:
                 if requests.get(f"{url}/api/status", params={"token": TOKEN}, timeout=2).ok:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a first start answers slowly
                 time.sleep(0.5)
         else:
             pytest.fail(f"JupyterLab did not start: {(tmp_path / 'lab.log').read_text()[-2000:]}")

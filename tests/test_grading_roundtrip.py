@@ -19,13 +19,15 @@ from scalelab import grading
 
 
 def graded_cells_with_errors(root: Path, student: str, chapter: str) -> dict[str, list[str]]:
-    """{"graded": [...], "other": [...]}: the first line of each cell that raised, by kind."""
+    """{"graded": [...], "other": [...]}: each cell that raised (its start, its error), by kind."""
     graded = root / "grader" / "autograded" / student / chapter / f"{chapter}.ipynb"
     found: dict[str, list[str]] = {"graded": [], "other": []}
     for cell in json.loads(graded.read_text())["cells"]:
-        if any(out.get("output_type") == "error" for out in cell.get("outputs", [])):
-            kind = "graded" if cell["metadata"].get("nbgrader", {}).get("grade_id") else "other"
-            found[kind].append("".join(cell["source"])[:80])
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                kind = "graded" if cell["metadata"].get("nbgrader", {}).get("grade_id") else "other"
+                error = f"{out['ename']}: {out['evalue']}"[:1500]
+                found[kind].append(f"{''.join(cell['source'])[:80]!r} raised {error}")
     return found
 
 

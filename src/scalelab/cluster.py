@@ -235,9 +235,16 @@ class Cluster(processes.Stoppable):
         regex = re.compile(pattern)
         try:
             while True:
+                ended = state.poll() == 0  # before reading: an ended task's log is complete
                 for line in state.output().splitlines():
                     if regex.search(line):
                         return line
+                if ended:
+                    raise ClusterError(
+                        f"{task} ended (exit code 0) without logging {pattern!r}. "
+                        f"{self._quote(state)}\nEvery task was stopped.",
+                        task,
+                    )
                 self._check(deadline, [task], waiting_for=f"{pattern!r} in its log")
                 time.sleep(_POLL_SECONDS)
         except BaseException:
@@ -248,9 +255,10 @@ class Cluster(processes.Stoppable):
         """Wait for training to finish, stop every task, and return how each one ended.
 
         The tasks that finish are the chief with parameter servers, else every task (or those of
-        the types start_cluster's `finishers` names); the others are then stopped. A task that
-        fails is restarted up to `max_restarts` times; after that, on a hang, a timeout or an
-        interrupt, every task is stopped and ClusterError (or the interrupt) is raised.
+        the types start_cluster's `finishers` names); the others are then stopped, unless they
+        ended with exit code 0 first (as Keras Tuner's chief may). A task that fails is restarted
+        up to `max_restarts` times; after that, on a hang, a timeout or an interrupt, every task
+        is stopped and ClusterError (or the interrupt) is raised.
         """
         if any(task.process is None for task in self._tasks.values()):
             raise RuntimeError("Call start() before wait().")
@@ -317,7 +325,7 @@ class Cluster(processes.Stoppable):
         """Restart or report failed tasks; raise ClusterError once the deadline has passed."""
         for task in self._tasks.values():
             code = task.poll()
-            if code is None or task.down or (code == 0 and task.name in self._finishers):
+            if code is None or code == 0 or task.down:  # exit code 0: its work is done
                 continue
             if task.failures < self.max_restarts:
                 print(f"scalelab.cluster: {task.name} {_exit_text(code)}, restarting it")

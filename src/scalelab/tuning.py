@@ -272,8 +272,8 @@ def start_search(
 ) -> cluster.Cluster:
     """Start a search on a local cluster: a chief running the oracle and `workers` tuners.
 
-    The job ends when every worker has exited; the chief is then stopped (Keras Tuner's chief
-    checks every 20 s whether it may exit; its oracle has saved every result by then).
+    The job ends when every worker has exited; the chief is then stopped unless it exited first
+    (Keras Tuner's chief checks every 20 s whether it may exit; its oracle has saved every result).
     """
     args = ["tune", f"--tuner={kind}", f"--trials={max_trials}", f"--epochs={epochs}"]
     return cluster.start_cluster(

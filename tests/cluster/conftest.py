@@ -44,6 +44,14 @@ if task["type"] == "chief":  # serves until stopped, like Keras Tuner's oracle
     time.sleep(600)
 write_result({"task": task})
 """,
+    "early_chief.py": """
+import json, os, time
+from scalelab.cluster import write_result
+task = json.loads(os.environ["TF_CONFIG"])["task"]
+if task["type"] == "worker":  # workers outlive the chief, as a loaded machine can make them
+    time.sleep(1.5)
+write_result({"task": task})
+""",
     "spawn.py": """
 import subprocess, sys, time
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])

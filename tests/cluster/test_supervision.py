@@ -47,6 +47,26 @@ def test_finishers_end_the_job_and_the_serving_chief_is_then_stopped(script, tmp
         start_cluster(script("result.py"), workers=1, finishers=("ps",))
 
 
+def test_a_task_that_ends_with_code_0_before_the_finishers_is_not_a_failure(script, tmp_path):
+    # Keras Tuner's chief exits by itself when the last trial ends, sometimes before the workers.
+    with start_cluster(
+        script("early_chief.py"), chief=True, workers=2, finishers=("worker",), timeout=30
+    ) as cluster:
+        results = cluster.wait()
+    assert {name: result.returncode for name, result in results.items()} == {
+        "chief:0": 0,
+        "worker:0": 0,
+        "worker:1": 0,
+    }
+
+
+def test_waiting_for_a_line_a_task_ended_without_logging_raises_at_once(script, tmp_path):
+    cluster = start_cluster(script("early_chief.py"), chief=True, workers=1, timeout=60)
+    with pytest.raises(ClusterError, match=r"chief:0 ended \(exit code 0\) without logging"):
+        cluster.wait_for_output("chief:0", "never printed")
+    assert alive(pids(cluster)) == []
+
+
 def test_crashing_task_raises_error_naming_it_quoting_its_log_and_stops_every_task(
     script, tmp_path
 ):

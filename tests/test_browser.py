@@ -3,18 +3,22 @@ chapter as a learner, runs its first cells, presses Validate and reads the resul
 formgrader as an instructor. Screenshots are kept in build/browser/ as CI artifacts.
 
 Installs what it needs on a fresh machine: Debian's chromium with apt (as root); Playwright comes
-with requirements.txt (its own browser download is impossible here and not needed).
+with requirements-dev.txt (its own browser download is impossible here and not needed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import REPO
+from playwright.sync_api import Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from test_lab import TOKEN, VALIDATED, lab  # noqa: F401 (the fixture: JupyterLab as `make lab`)
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -48,36 +52,57 @@ def browser():
         chromium.close()
 
 
+RAN_TWO = (
+    "[...document.querySelectorAll('.jp-InputPrompt')].some(p => /\\[2\\]/.test(p.textContent))"
+)
+
+
+@contextlib.contextmanager
+def screenshot_on_failure(page: Page, name: str) -> Iterator[None]:
+    """Keep what the browser showed when a step failed (build/browser/failed-NAME.png)."""
+    try:
+        yield
+    except BaseException:
+        page.screenshot(path=SHOTS / f"failed-{name}.png")
+        raise
+
+
+def run_first_cells(page: Page, presses: int = 4, attempts: int = 3) -> None:
+    """Shift+Enter from the first cell until the second code cell has run ([2]); a loaded machine
+    can connect the kernel after the first key presses, which are then lost: press again."""
+    for attempt in range(1, attempts + 1):
+        page.locator(".jp-NotebookPanel .jp-Cell").first.click()
+        for _ in range(presses):  # the title, then the first code cells
+            page.keyboard.press("Shift+Enter")
+        try:
+            page.wait_for_function(f"() => {RAN_TWO}", timeout=90_000)
+            return
+        except PlaywrightTimeoutError:
+            if attempt == attempts:
+                raise
+
+
 @pytest.mark.slow
 def test_learner_runs_first_cells_and_validate_reports_the_failing_tests(lab, browser):  # noqa: F811
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{lab}/lab/tree/{VALIDATED}/{VALIDATED}.ipynb?token={TOKEN}")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-    page.locator(".jp-NotebookPanel .jp-Cell").first.click()
-    for _ in range(4):  # the title, then the first code cells
-        page.keyboard.press("Shift+Enter")
-    ran_two = (
-        "[...document.querySelectorAll('.jp-InputPrompt')].some(p => /\\[2\\]/.test(p.textContent))"
-    )
-    page.wait_for_function(f"() => {ran_two}", timeout=180_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=180_000)
-    page.screenshot(path=SHOTS / "1-learner-first-cells-run.png")
-    assert (
-        not page.locator(
-            ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
-        ).count()
-        or True
-    )
+    with screenshot_on_failure(page, "learner"):
+        page.goto(f"{lab}/lab/tree/{VALIDATED}/{VALIDATED}.ipynb?token={TOKEN}")
+        page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+        idle = ".jp-Notebook-ExecutionIndicator[data-status='idle']"
+        page.wait_for_selector(idle, timeout=120_000)
+        run_first_cells(page)
+        page.wait_for_selector(idle, timeout=180_000)
+        page.screenshot(path=SHOTS / "1-learner-first-cells-run.png")
+        assert page.get_by_text("Traceback (most recent call last)").count() == 0
 
-    page.locator(".validate-button").first.click()
-    # The dialog opens when nbgrader has executed the whole notebook (in its full mode).
-    result = page.wait_for_selector(".jp-Dialog-content", timeout=900_000)
-    text = result.inner_text()
-    page.screenshot(path=SHOTS / "2-learner-validate-result.png")
-    assert "Validation Results" in text, text[:2000]
-    assert page.locator(".jp-Dialog-content .validation-failed").count() == 1, text[:2000]
-    assert "NotImplementedError" in text, text[:2000]
+        page.locator(".validate-button").first.click()
+        # The dialog opens when nbgrader has executed the whole notebook (in its full mode).
+        result = page.wait_for_selector(".jp-Dialog-content", timeout=900_000)
+        text = result.inner_text()
+        page.screenshot(path=SHOTS / "2-learner-validate-result.png")
+        assert "Validation Results" in text, text[:2000]
+        assert page.locator(".jp-Dialog-content .validation-failed").count() == 1, text[:2000]
+        assert "NotImplementedError" in text, text[:2000]
 
 
 @pytest.mark.slow

@@ -75,6 +75,11 @@ def main() -> int:
     added = sorted(f"{name}=={after[name]}" for name in set(after) - set(before))
     first_cell = nbformat.read(OUT / f"{args.chapter}.ipynb", as_version=4).cells[1]
     printed = "".join(out.get("text", "") for out in first_cell.outputs)
+    # pip warns once per package about an index that a machine's pip configuration names but lacks
+    # (CI's does): noise that Colab does not print, left out of the report.
+    printed = "\n".join(
+        line for line in printed.splitlines() if not line.startswith("WARNING: Location '")
+    )
     report = [
         f"Colab-like runtime: Python {version} built in {built:.0f} s with "
         f"TensorFlow {before['tensorflow']} and Keras {before['keras']}",

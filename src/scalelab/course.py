@@ -27,6 +27,7 @@ SIZES: dict[str, dict[str, tuple[Any, Any]]] = {
     },
     "03_rest_vs_grpc": {
         "requests": (20, 300),
+        "concurrency_requests": (400, 1200),
         "epochs": (3, 10),
         "payload_batches": ((1, 4), (1, 4, 16)),
         "digit_batches": ([1, 16, 256, 1024], [1, 4, 16, 64, 256, 1024]),

@@ -264,7 +264,8 @@ def _scaling(results: dict, workers: int, key: str) -> float:
 
 # exact text in a markdown cell -> (results.json -> number, low, high): the number the prose claims
 CLAIMS = {
-    "here 1.5–20×, printed": (lambda r: _worst(_slowdowns(r), 1.5, 20), 1.5, 20),
+    # 1.5-20x on a quiet machine, 26x once under CI's load (the no-strategy epoch is ~40 ms).
+    "here at least 1.5×": (lambda r: min(_slowdowns(r)), 1.5, 1e3),
     "yet worker 0 was restarted too": (lambda r: r["fault_tolerance_restarts"]["worker:0"], 1, 2),
     "both at epoch index 2 above": (lambda r: _worst(r["fault_tolerance"].values(), 2, 2), 2, 2),
     "0.3–5 ms per step here": (lambda r: _scaling(r, 1, "ms/step"), 0.3, 5),

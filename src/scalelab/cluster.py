@@ -21,15 +21,15 @@ import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from scalelab import processes
+from scalelab.processes import RESULT_ENV
 
 TASK_TYPES = ("chief", "worker", "ps")
-RESULT_ENV = "SCALELAB_RESULT"  # where a task writes its JSON result (see write_result)
 _ADDRESS = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})")
 _MODULE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _POLL_SECONDS = 0.1
@@ -108,16 +108,6 @@ def local_cluster(workers: int = 2, ps: int = 0, chief: bool = False) -> dict[st
         f"localhost:{port}" for port in processes.free_ports(max(1, sum(counts.values())))
     )
     return {kind: [next(addresses) for _ in range(n)] for kind, n in counts.items() if n > 0}
-
-
-def write_result(result: Mapping[str, Any]) -> None:
-    """Inside a task: save its JSON result where the Cluster reads it (and print it to the log)."""
-    text = json.dumps(result, sort_keys=True)
-    print(f"scalelab.cluster result: {text}", flush=True)
-    if path := os.environ.get(RESULT_ENV):
-        temporary = Path(f"{path}.tmp")
-        temporary.write_text(text + "\n")
-        temporary.replace(path)  # atomic: the Cluster never reads half a file
 
 
 @dataclass
@@ -353,9 +343,10 @@ class Cluster(processes.Stoppable):
 
 
 def start_cluster(
-    program: str | os.PathLike[str],
+    program: str | os.PathLike[str] | Callable[..., Any],
     args: Sequence[str] = (),
     *,
+    kwargs: Mapping[str, Any] | None = None,
     workers: int = 2,
     ps: int = 0,
     chief: bool = False,
@@ -367,7 +358,9 @@ def start_cluster(
     max_restarts: int = 0,
     finishers: Sequence[str] | None = None,
 ) -> Cluster:
-    """Start one process per task on localhost, running a script (`x.py`) or a module (`-m`).
+    """Start one process per task on localhost, running a script (`x.py`), a module (`-m`), or
+    a function: its source is written to a program in the log folder, which every task runs as
+    `function(**kwargs)` (processes.function_program), saving what it returns as its result.
 
     Each task gets TF_CONFIG, quiet C++ logs, `threads` intra-op threads, TF_USE_LEGACY_KERAS=1
     if `legacy_keras`, GRPC_FAIL_FAST=use_caller with parameter servers, and then `env`.
@@ -391,6 +384,15 @@ def start_cluster(
     }
     if ps:
         task_env["GRPC_FAIL_FAST"] = "use_caller"
+    logdir = Path(logdir or tempfile.mkdtemp(prefix="scalelab-cluster-")).resolve()
+    logdir.mkdir(parents=True, exist_ok=True)
+    if callable(program):
+        if args:
+            raise ValueError("A function takes its arguments as kwargs=, not args.")
+        program = processes.function_program(program, logdir)
+        args = [json.dumps(dict(kwargs or {}))]
+    elif kwargs:
+        raise ValueError("kwargs= is for a function; a script or module takes args.")
     cluster = Cluster(
         _command(program, args),
         local_cluster(workers, ps, chief),

@@ -10,11 +10,12 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 from scalelab.processes import native_stderr_silenced
 
 RESULTS_FILE = "results.json"
+T = TypeVar("T")
 
 # Every size a chapter scales with fast mode, as (fast, full): tuned here, one line per notebook.
 SIZES: dict[str, dict[str, tuple[Any, Any]]] = {
@@ -136,6 +137,23 @@ def answer_value(student: Callable[[], Any], reference: Callable[[], Any]) -> An
     except Exception as error:  # NameError when the exercise cell did not run to its end
         print(_fallback_note(reference, error))
         return reference()
+
+
+def run_program(
+    student: Callable[[], Callable[..., Any]],
+    reference: Callable[..., Any],
+    run: Callable[[Callable[..., Any]], T],
+) -> T:
+    """run(the student's program), or run(reference) if it is missing or its run fails.
+
+    For exercises whose answer is a program other processes run (a cluster task, a child
+    process): a stuck learner still sees the rest of the chapter, and is told why and where.
+    """
+    try:
+        return run(student())
+    except Exception as error:  # NameError when unanswered; a ClusterError naming the task
+        print(_fallback_note(reference, error))
+        return run(reference)
 
 
 def _fallback_note(reference: Callable[..., Any], error: Exception) -> str:

@@ -101,7 +101,7 @@ def train(
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m scalelab.cluster train STRATEGY [...]`: train this part, save the result."""
-    from scalelab.cluster import write_result
+    from scalelab.processes import write_result
 
     parser = argparse.ArgumentParser(prog="python -m scalelab.cluster train", description=__doc__)
     parser.add_argument("strategy", choices=STRATEGIES)

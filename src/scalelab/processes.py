@@ -5,6 +5,8 @@ stop() (servers, clusters, links). Importing this never imports TensorFlow."""
 from __future__ import annotations
 
 import contextlib
+import inspect
+import json
 import os
 import re
 import signal
@@ -12,13 +14,15 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+import textwrap
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 TAIL_LINES = 12
+RESULT_ENV = "SCALELAB_RESULT"  # where a child writes its JSON result (see write_result)
 _ERROR_LINE = re.compile(r"(?:\w+\.)*\w*(?:Error|Exception|Exit|Interrupt)\b")
 # Run as `python -c THIS PARENT_PID COMMAND...`: the kernel SIGKILLs the process when the thread
 # that started it ends (PR_SET_PDEATHSIG = 1, kept across exec; it exits at once if that parent
@@ -211,3 +215,80 @@ def native_stderr_silenced() -> Iterator[None]:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def write_result(result: Mapping[str, Any]) -> None:
+    """Inside a child: save its JSON result where its parent reads it (and print it to the log)."""
+    text = json.dumps(result, sort_keys=True, default=_json_value)
+    print(f"scalelab result: {text}", flush=True)
+    if path := os.environ.get(RESULT_ENV):
+        temporary = Path(f"{path}.tmp")
+        temporary.write_text(text + "\n")
+        temporary.replace(path)  # atomic: the parent never reads half a file
+
+
+def _json_value(value: Any) -> Any:
+    """NumPy and TensorFlow scalars and arrays as plain Python values (else their text)."""
+    if hasattr(value, "numpy"):
+        value = value.numpy()
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+_PROGRAM = '''"""{name}, as written in the notebook, run as a program by scalelab."""
+import json
+import sys
+
+from scalelab.processes import write_result
+
+{source}
+
+if __name__ == "__main__":
+    write_result({name}(**json.loads(sys.argv[1])) or {{}})
+'''
+
+
+def function_program(function: Callable[..., Any], folder: str | os.PathLike[str]) -> Path:
+    """Write `function`'s source as a program (`python PROGRAM KWARGS_JSON`) into `folder`.
+
+    The program calls the function with the keyword arguments given as JSON and saves what it
+    returns (a dict, or None) with write_result. The function runs in a new process: it must
+    import what it uses inside its body, and use no name defined elsewhere in the notebook.
+    """
+    name = getattr(function, "__name__", "")
+    if not callable(function) or not name.isidentifier():
+        raise ValueError(f"Pass a function defined with def, not {function!r}.")
+    try:
+        source = inspect.getsource(function)
+    except (OSError, TypeError) as error:
+        raise ValueError(
+            f"The source of {name} cannot be found ({error}): define it with def in a cell "
+            "or a module, then run that cell again."
+        ) from None
+    path = Path(folder) / f"{name}.py"
+    path.write_text(_PROGRAM.format(name=name, source=textwrap.dedent(source).rstrip()))
+    return path
+
+
+def run_function(
+    function: Callable[..., Any],
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    what: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float,
+) -> dict[str, Any]:
+    """Run `function(**kwargs)` in a new Python process (function_program) and return its result.
+
+    `env` is added to this process's environment. If the function raises or overruns
+    `timeout`, raise RuntimeError naming `what`, with the tail of the child's output.
+    """
+    with tempfile.TemporaryDirectory(prefix="scalelab-program-") as scratch:
+        program = function_program(function, scratch)
+        result_path = Path(scratch) / "result.json"
+        child_env = {**os.environ, **(env or {}), RESULT_ENV: str(result_path)}
+        command = [sys.executable, str(program), json.dumps(dict(kwargs or {}))]
+        run(command, what, env=child_env, timeout=timeout)
+        if not result_path.exists():
+            raise RuntimeError(f"{what} ended without a result.")
+        result: dict[str, Any] = json.loads(result_path.read_text())
+    return result

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from scalelab import cluster
+from scalelab import cluster, processes
 
 TUNERS = ("random", "bayesian", "hyperband")
 OBJECTIVE = "val_accuracy"
@@ -339,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     runs = search(tuner, options.epochs)
     mine = [run for run in runs if run["worker"] == tuner_id]
     print(f"scalelab.tuning: {tuner_id} finished after {len(mine)} trial run(s)", flush=True)
-    cluster.write_result({"tuner_id": tuner_id, "trials": [run["trial"] for run in mine]})
+    processes.write_result({"tuner_id": tuner_id, "trials": [run["trial"] for run in mine]})
 
 
 def oracle_environment(tf_config: str | None) -> tuple[str, dict[str, str]]:

@@ -23,7 +23,7 @@ def test_wait_returns_each_tasks_exit_code_log_tail_and_json_result(script, tmp_
     for index, name in enumerate(results):
         assert results[name].returncode == 0
         assert results[name].result == {"task": {"type": "worker", "index": index}, "answer": 42}
-        assert "scalelab.cluster result:" in results[name].log_tail
+        assert "scalelab result:" in results[name].log_tail
 
 
 def test_each_task_gets_its_own_tf_config_and_shows_it(script, tmp_path):

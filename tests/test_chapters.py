@@ -137,6 +137,10 @@ def check_06_tuning(results: dict, workdir: Path) -> None:
     by_worker = results["distributed_trials_by_worker"]
     assert len(by_worker) >= 2 and all(by_worker.values()), by_worker
     assert sum(map(len, by_worker.values())) == 4, by_worker
+    # ... with the notebook's own functions, shipped by source beside the task function
+    program = (workdir / "tuning" / "distributed" / "logs" / "search_task.py").read_text()
+    for name in ("build_model(hp)", "make_tuner(kind,", "run_search(tuner,", "search_task("):
+        assert f"def {name}" in program, name
     death = results["worker_death"]
     assert death["lost_by"] == death["victim"].replace(":", "") and death["restarts"] == 1, death
     assert death["rerun_by"] == [death["lost_by"]] and death["final_statuses"] == ["COMPLETED"], (

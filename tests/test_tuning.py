@@ -1,12 +1,17 @@
-"""scalelab.tuning without training: TF_CONFIG to Keras Tuner's variables, trial logs, rates."""
+"""scalelab.tuning without training: TF_CONFIG to Keras Tuner's variables, trial logs, rates;
+the programs that carry a learner's functions to a search's tasks."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from scalelab import tuning
+from scalelab import processes, tuning
 
 CLUSTER = {"chief": ["localhost:7000"], "worker": ["localhost:7001", "host-b:7002"]}
 
@@ -66,6 +71,83 @@ def test_a_log_where_nothing_ended_says_so():
         tuning.trials_per_minute([{"started": 1.0, "ended": None, "status": "LOST"}])
 
 
-def test_an_unknown_tuner_is_named_with_the_choices(tmp_path):
-    with pytest.raises(ValueError, match="random, bayesian, hyperband"):
-        tuning.make_tuner("grid", tmp_path, max_trials=1, epochs=1)
+def test_parallel_fraction_is_the_share_of_wall_time_with_two_runs_in_progress():
+    runs = [
+        {"started": 0.0, "ended": 10.0, "status": "COMPLETED"},
+        {"started": 5.0, "ended": 20.0, "status": "COMPLETED"},  # overlaps from 5 to 10
+        {"started": 3.0, "ended": None, "status": "LOST"},  # a killed run is not counted
+    ]
+    assert tuning.parallel_fraction(runs) == pytest.approx(5 / 20)
+
+
+def test_best_trial_reads_the_chiefs_record_without_hyperbands_bookkeeping(tmp_path):
+    for trial, score in (("0", 0.5), ("1", 0.9), ("2", None)):
+        folder = tmp_path / "chief" / "any_project" / f"trial_{trial}"
+        folder.mkdir(parents=True)
+        values = {"units": int(trial), "tuner/epochs": 3}
+        trial_json = {"trial_id": trial, "status": "COMPLETED", "score": score,
+                      "hyperparameters": {"values": values}}  # fmt: skip
+        (folder / "trial.json").write_text(json.dumps(trial_json))
+    assert tuning.best_trial(tmp_path) == {"units": 1}
+    assert [row["trial"] for row in tuning.oracle_view(tmp_path)] == ["0", "1", "2"]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # threading.currentThread in TF
+def test_log_trials_makes_any_tuner_log_its_trials_and_keeps_its_class(tmp_path):
+    keras_tuner = pytest.importorskip("keras_tuner")
+
+    class ScoreOnly(keras_tuner.Tuner):
+        def run_trial(self, trial, *args, **kwargs):
+            return {"score": trial.hyperparameters.get("x")}
+
+    space = keras_tuner.HyperParameters()
+    space.Int("x", 0, 2)
+    oracle = keras_tuner.oracles.GridSearchOracle(
+        objective=keras_tuner.Objective("score", "max"), max_trials=3, hyperparameters=space
+    )
+    tuner = ScoreOnly(oracle=oracle, directory=str(tmp_path / "t"))
+    assert tuning.log_trials(tuner, tmp_path) is tuner and isinstance(tuner, ScoreOnly)
+    tuner.search(verbose=0)
+    runs = tuning.trial_log(tmp_path)
+    assert [(run["worker"], run["status"], run["score"]) for run in runs] == [
+        ("tuner0", "COMPLETED", 0), ("tuner0", "COMPLETED", 1), ("tuner0", "COMPLETED", 2)
+    ]  # fmt: skip
+    assert tuner.search_ended
+
+
+def test_start_search_names_the_functions_it_needs(tmp_path):
+    def build_model(hp):
+        return hp
+
+    with pytest.raises(ValueError, match="make_tuner, run_search"):
+        tuning.start_search(tmp_path, [build_model])
+
+
+def helper(x):
+    return x + 1
+
+
+def main_program(x):
+    import sys
+
+    return {"y": sys.modules["__main__"].helper(x)}
+
+
+def uses_numpy_unimported(x):
+    return np.sum(x)  # noqa: F821 -- as a learner might: np is the notebook's
+
+
+def test_a_program_carries_the_functions_it_is_given_beside_its_own(tmp_path):
+    program = processes.function_program(main_program, tmp_path, also=[helper])
+    assert "def helper(x)" in program.read_text()
+    done = subprocess.run(
+        [sys.executable, str(program), json.dumps({"x": 1})], capture_output=True, text=True,
+        timeout=60, env={**os.environ, "PYTHONPATH": str(Path(tuning.__file__).parents[1])},
+    )  # fmt: skip
+    assert '"y": 2' in done.stdout, done.stderr
+
+
+def test_standalone_shows_a_name_a_function_uses_without_importing_it():
+    assert processes.standalone(helper)(1) == 2
+    with pytest.raises(NameError, match="np"):
+        processes.standalone(uses_numpy_unimported)([1])

@@ -347,6 +347,7 @@ def start_cluster(
     args: Sequence[str] = (),
     *,
     kwargs: Mapping[str, Any] | None = None,
+    also: Sequence[Callable[..., Any]] = (),
     workers: int = 2,
     ps: int = 0,
     chief: bool = False,
@@ -360,7 +361,8 @@ def start_cluster(
 ) -> Cluster:
     """Start one process per task on localhost, running a script (`x.py`), a module (`-m`), or
     a function: its source is written to a program in the log folder, which every task runs as
-    `function(**kwargs)` (processes.function_program), saving what it returns as its result.
+    `function(**kwargs)` (processes.function_program), saving what it returns as its result;
+    the functions in `also` are written into that program beside it.
 
     Each task gets TF_CONFIG, quiet C++ logs, `threads` intra-op threads, TF_USE_LEGACY_KERAS=1
     if `legacy_keras`, GRPC_FAIL_FAST=use_caller with parameter servers, and then `env`.
@@ -389,10 +391,10 @@ def start_cluster(
     if callable(program):
         if args:
             raise ValueError("A function takes its arguments as kwargs=, not args.")
-        program = processes.function_program(program, logdir)
+        program = processes.function_program(program, logdir, also)
         args = [json.dumps(dict(kwargs or {}))]
-    elif kwargs:
-        raise ValueError("kwargs= is for a function; a script or module takes args.")
+    elif kwargs or also:
+        raise ValueError("kwargs= and also= are for a function; a script or module takes args.")
     cluster = Cluster(
         _command(program, args),
         local_cluster(workers, ps, chief),

@@ -3,6 +3,7 @@ when it fails; free TCP ports; native stderr kept quiet; the `with` block of wha
 stop() (servers, clusters, links). Importing this never imports TensorFlow."""
 
 from __future__ import annotations
+import __future__
 
 import contextlib
 import inspect
@@ -235,6 +236,8 @@ def _json_value(value: Any) -> Any:
 
 
 _PROGRAM = '''"""{name}, as written in the notebook, run as a program by scalelab."""
+from __future__ import annotations  # annotations naming what the program does not import
+
 import json
 import sys
 
@@ -247,16 +250,46 @@ if __name__ == "__main__":
 '''
 
 
-def function_program(function: Callable[..., Any], folder: str | os.PathLike[str]) -> Path:
+def function_program(
+    function: Callable[..., Any],
+    folder: str | os.PathLike[str],
+    also: Sequence[Callable[..., Any]] = (),
+) -> Path:
     """Write `function`'s source as a program (`python PROGRAM KWARGS_JSON`) into `folder`.
 
     The program calls the function with the keyword arguments given as JSON and saves what it
     returns (a dict, or None) with write_result. The function runs in a new process: it must
     import what it uses inside its body, and use no name defined elsewhere in the notebook.
+    The functions in `also` are written above it, as the program's own functions (the program
+    can reach them by name, or as attributes of `sys.modules["__main__"]`).
     """
+    name = _function_name(function)
+    sources = [_function_source(other) for other in [*also, function]]
+    path = Path(folder) / f"{name}.py"
+    path.write_text(_PROGRAM.format(name=name, source="\n\n\n".join(sources)))
+    return path
+
+
+def standalone(function: Callable[..., Any]) -> Callable[..., Any]:
+    """`function` defined again from its source alone, as a program function_program writes runs
+    it: a name it uses but neither imports nor defines raises NameError when it is called."""
+    namespace: dict[str, Any] = {"__name__": "standalone"}
+    name = _function_name(function)
+    flags = __future__.annotations.compiler_flag  # as in the program: annotations unevaluated
+    exec(compile(_function_source(function), f"<{name}>", "exec", flags=flags), namespace)
+    return namespace[name]  # type: ignore[no-any-return]
+
+
+def _function_name(function: Callable[..., Any]) -> str:
     name = getattr(function, "__name__", "")
     if not callable(function) or not name.isidentifier():
         raise ValueError(f"Pass a function defined with def, not {function!r}.")
+    return str(name)
+
+
+def _function_source(function: Callable[..., Any]) -> str:
+    """The dedented source of a def'd function (ValueError in plain words if there is none)."""
+    name = _function_name(function)
     try:
         source = inspect.getsource(function)
     except (OSError, TypeError) as error:
@@ -264,9 +297,7 @@ def function_program(function: Callable[..., Any], folder: str | os.PathLike[str
             f"The source of {name} cannot be found ({error}): define it with def in a cell "
             "or a module, then run that cell again."
         ) from None
-    path = Path(folder) / f"{name}.py"
-    path.write_text(_PROGRAM.format(name=name, source=textwrap.dedent(source).rstrip()))
-    return path
+    return textwrap.dedent(source).rstrip()
 
 
 def run_function(

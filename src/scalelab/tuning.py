@@ -1,9 +1,10 @@
-"""Keras Tuner searches over the digits model, in one process or on a local cluster.
+"""Plumbing around the Keras Tuner searches a learner writes: trial logs, a local cluster, tables.
 
-A distributed search is a chief (the oracle, a gRPC service) and workers (each running trials),
-started by `scalelab.cluster` from their TF_CONFIG: `python -m scalelab.cluster tune ...`.
-Every tuner writes a log of its trials (`trials-<tuner id>.jsonl`) in the search's folder, which
-`trial_log` reads back. Importing this module never imports TensorFlow.
+The learner writes the search (`build_model`, `make_tuner`, `run_search`; the reference answers are
+in `scalelab.answers.ch06`). `log_trials` makes any tuner write a log of its trials
+(`trials-<tuner id>.jsonl`), which `trial_log` reads back. A distributed search is a chief (the
+oracle, a gRPC service) and workers (each running trials), started by `start_search` with the
+learner's functions shipped to every task. Importing this module never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -11,142 +12,73 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from scalelab import cluster, processes
 
 TUNERS = ("random", "bayesian", "hyperband")
-OBJECTIVE = "val_accuracy"
-PROJECT = "search"  # the project folder inside each tuner's directory
 SINGLE = "single"  # the tuner id of a search in one process
 ORACLE_VARIABLES = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
 
 
-def build_model(hp: Any) -> Any:
-    """The chapter's search space: a digits MLP with `layers` hidden layers of `units` each,
-    dropout after each, and Adam at `learning_rate`; compiled, softmax probabilities out."""
-    import keras
+class _Logged:
+    """What log_trials mixes into a tuner: a line in its trial log when a trial starts and ends."""
 
-    units = hp.Int("units", 16, 128, step=16)
-    layers = hp.Int("layers", 1, 3)
-    dropout = hp.Float("dropout", 0.0, 0.5, step=0.1)
-    learning_rate = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log")
-    model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten()])
-    for _ in range(layers):
-        model.add(keras.layers.Dense(units, activation="relu"))
-        model.add(keras.layers.Dropout(dropout))
-    model.add(keras.layers.Dense(10, activation="softmax"))
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
+    trial_log_dir: Path
+    announce: bool
+    search_ended: bool
+    epochs_trained: dict[str, int]
+    tuner_id: str
+    oracle: Any
 
+    def on_trial_begin(self, trial: Any) -> None:
+        super().on_trial_begin(trial)  # type: ignore[misc]
+        _log_event(self.trial_log_dir, self.tuner_id, trial, "start", announce=self.announce)
 
-def make_tuner(
-    kind: str,
-    directory: str | os.PathLike[str],
-    *,
-    max_trials: int,
-    epochs: int,
-    build: Callable[[Any], Any] = build_model,
-    log_dir: str | os.PathLike[str] | None = None,
-    overwrite: bool = True,
-    seed: int = 0,
-    announce: bool = False,
-) -> Any:
-    """A Keras Tuner of `kind` (random, bayesian, hyperband) maximising val_accuracy.
-
-    Random and Bayesian run `max_trials` trials; Hyperband has no trial count, only `epochs` as
-    its largest number of epochs per trial. Each trial's start and end go to `log_dir` (and are
-    printed if `announce`, as a cluster task does for its log).
-    """
-    if kind not in TUNERS:
-        raise ValueError(f"Unknown tuner {kind!r}: use one of {', '.join(TUNERS)}.")
-    import keras_tuner
-
-    base = {
-        "random": keras_tuner.RandomSearch,
-        "bayesian": keras_tuner.BayesianOptimization,
-        "hyperband": keras_tuner.Hyperband,
-    }[kind]
-    budget: dict[str, Any] = (
-        {"max_epochs": epochs, "factor": 3, "hyperband_iterations": 1}
-        if kind == "hyperband"
-        else {"max_trials": max_trials}
-    )
-    if kind == "bayesian":
-        budget["num_initial_points"] = 2  # random trials before the Gaussian process takes over
-
-    trial_logs = Path(log_dir or directory)
-
-    class Logged(base):  # type: ignore[misc, valid-type]
-        """The tuner, writing a line to its trial log when a trial starts and ends."""
-
-        log_dir = trial_logs
-        progress: Any = None  # a tqdm bar while search(progress=True) runs
-        epochs_trained: ClassVar[dict[str, int]] = {}  # a new class per tuner
-
-        def on_trial_begin(self, trial: Any) -> None:
-            super().on_trial_begin(trial)
-            _log_event(self.log_dir, self.tuner_id, trial, "start", announce=announce)
-
-        def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
-            histories = super().run_trial(trial, *args, **kwargs)
+    def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
+        histories = super().run_trial(trial, *args, **kwargs)  # type: ignore[misc]
+        if isinstance(histories, list):  # one History per execution of the trial
             self.epochs_trained[trial.trial_id] = sum(
                 len(getattr(history, "history", {}).get("loss", [])) for history in histories
             )
-            return histories
+        return histories
 
-        def on_trial_end(self, trial: Any) -> None:
-            super().on_trial_end(trial)  # reports the trial to the oracle, which scores it
-            scored = self.oracle.get_trial(trial.trial_id)
-            epochs = self.epochs_trained.pop(trial.trial_id, None)
-            _log_event(self.log_dir, self.tuner_id, trial, "end", scored.score, epochs, announce)
-            if self.progress is not None:
-                self.progress.update()
+    def on_trial_end(self, trial: Any) -> None:
+        super().on_trial_end(trial)  # type: ignore[misc]  # reports the trial to the oracle
+        scored = self.oracle.get_trial(trial.trial_id)
+        epochs = self.epochs_trained.pop(trial.trial_id, None)
+        _log_event(
+            self.trial_log_dir, self.tuner_id, trial, "end", scored.score, epochs, self.announce
+        )
 
-    return Logged(
-        build,
-        objective=OBJECTIVE,
-        seed=seed,
-        directory=str(directory),
-        project_name=PROJECT,
-        overwrite=overwrite,
-        **budget,
-    )
+    def on_search_end(self) -> None:
+        super().on_search_end()  # type: ignore[misc]
+        self.search_ended = True
 
 
-def search(tuner: Any, epochs: int, *, progress: bool = False) -> list[dict[str, Any]]:
-    """Run the tuner's search on the digits (validation split as the objective); its trial log."""
-    from scalelab import data
+def log_trials(tuner: Any, directory: str | os.PathLike[str], *, announce: bool = False) -> Any:
+    """Make any Keras Tuner tuner log its trials to `directory`/trials-<tuner id>.jsonl; return it.
 
-    digits = data.load("digits")
-    if progress:
-        from tqdm.auto import tqdm
+    The tuner keeps its class's behaviour: logging is mixed in (its class becomes a subclass that
+    also writes the log), and each event is printed too if `announce` (a cluster task's log).
+    """
+    base = type(tuner)
+    if not isinstance(tuner, _Logged):
+        tuner.__class__ = type(f"Logged{base.__name__}", (_Logged, base), {})
+    tuner.trial_log_dir = Path(directory)
+    tuner.trial_log_dir.mkdir(parents=True, exist_ok=True)
+    tuner.announce, tuner.search_ended, tuner.epochs_trained = announce, False, {}
+    return tuner
 
-        tuner.progress = tqdm(total=getattr(tuner.oracle, "max_trials", None), unit="trial")
-    try:
-        with warnings.catch_warnings():
-            # The Gaussian process of BayesianOptimization warns about its fit on so few trials.
-            warnings.filterwarnings("ignore", module=r"sklearn\.gaussian_process")
-            tuner.search(
-                data.scale(digits.x_train),
-                digits.y_train,
-                validation_data=(data.scale(digits.x_valid), digits.y_valid),
-                epochs=epochs,
-                verbose=0,
-            )
-    finally:
-        if tuner.progress is not None:
-            tuner.progress.close()
-            tuner.progress = None
-    return trial_log(tuner.log_dir)
+
+def quiet_search_warnings() -> None:
+    """Keep off stderr what a short search warns (a Gaussian process fit on few trials)."""
+    warnings.filterwarnings("ignore", module=r"sklearn\.gaussian_process")
 
 
 def trial_log(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -177,7 +109,7 @@ def oracle_view(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
     for run in trial_log(directory):
         workers.setdefault(run["trial"], []).append(run["worker"])
     rows = []
-    for path in sorted((Path(directory) / "chief" / PROJECT).glob("trial_*/trial.json")):
+    for path in sorted((Path(directory) / "chief").glob("*/trial_*/trial.json")):
         trial = json.loads(path.read_text())
         values = trial["hyperparameters"]["values"]
         rows.append(
@@ -192,11 +124,35 @@ def oracle_view(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def reload_tuner(directory: str | os.PathLike[str], kind: str, **budget: Any) -> Any:
-    """The chief's tuner of a finished distributed search, with its oracle's trials reloaded."""
-    tuner = make_tuner(kind, Path(directory) / "chief", overwrite=False, **budget)
-    tuner.oracle.reload()
-    return tuner
+def best_trial(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """The hyperparameter values of the best-scored trial in the chief's record (highest score:
+    the objective is maximised), without Hyperband's `tuner/` bookkeeping values."""
+    trials = [
+        json.loads(path.read_text())
+        for path in (Path(directory) / "chief").glob("*/trial_*/trial.json")
+    ]
+    scored = [trial for trial in trials if trial["score"] is not None]
+    if not scored:
+        raise ValueError(f"No scored trial in {directory}/chief: did the search run?")
+    best = max(scored, key=lambda trial: trial["score"])["hyperparameters"]["values"]
+    return {name: value for name, value in best.items() if not name.startswith("tuner/")}
+
+
+def parallel_fraction(runs: Sequence[dict[str, Any]]) -> float:
+    """The share of a search's wall time (first start to last end) during which at least two
+    trial runs were in progress at once."""
+    edges = sorted(
+        [(run["started"], 1) for run in runs if run["ended"] is not None]
+        + [(run["ended"], -1) for run in runs if run["ended"] is not None]
+    )
+    if not edges:
+        raise ValueError("No trial in this log ended: nothing to measure.")
+    running, both, previous = 0, 0.0, edges[0][0]
+    for time_point, step in edges:
+        if running >= 2:
+            both += time_point - previous
+        running, previous = running + step, time_point
+    return float(both / (edges[-1][0] - edges[0][0]))
 
 
 def trials_per_minute(runs: Sequence[dict[str, Any]]) -> float:
@@ -263,6 +219,7 @@ def best_so_far(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def start_search(
     directory: str | os.PathLike[str],
+    functions: Sequence[Callable[..., Any]],
     *,
     kind: str = "random",
     workers: int = 2,
@@ -272,19 +229,68 @@ def start_search(
 ) -> cluster.Cluster:
     """Start a search on a local cluster: a chief running the oracle and `workers` tuners.
 
-    The job ends when every worker has exited; the chief is then stopped unless it exited first
-    (Keras Tuner's chief checks every 20 s whether it may exit; its oracle has saved every result).
+    `functions` are `build_model(hp)`, `make_tuner(kind, build_model, directory, max_trials,
+    epochs)` and `run_search(tuner, x, y, x_valid, y_valid, epochs)`: their sources are shipped
+    to every task, which runs `search_task` with them. The folder is emptied first. The job ends
+    when every worker has exited; the chief is then stopped unless it exited first (Keras
+    Tuner's chief checks every 20 s whether it may exit; its oracle has saved every result).
     """
-    args = ["tune", f"--tuner={kind}", f"--trials={max_trials}", f"--epochs={epochs}"]
+    by_name = {getattr(function, "__name__", ""): function for function in functions}
+    missing = sorted({"build_model", "make_tuner", "run_search"} - set(by_name))
+    if missing:
+        raise ValueError(f"start_search needs functions named {', '.join(missing)}.")
+    directory = Path(directory).resolve()
+    shutil.rmtree(directory, ignore_errors=True)
+    kwargs = {"kind": kind, "directory": str(directory), "max_trials": max_trials}
     return cluster.start_cluster(
-        "scalelab.cluster",
-        [*args, f"--directory={Path(directory).resolve()}"],
+        search_task,
+        kwargs={**kwargs, "epochs": epochs},
+        also=list(functions),
         chief=True,
         workers=workers,
         timeout=timeout,
         finishers=("worker",),
-        logdir=Path(directory) / "logs",
+        logdir=directory / "logs",
     )
+
+
+def search_task(
+    kind: str, directory: str, max_trials: int, epochs: int, functions: str = "__main__"
+) -> dict[str, Any]:
+    """One task of a search, run on every task of start_search's cluster: the tuner that
+    `functions` (a module: by default the program itself, where start_search wrote the learner's
+    functions) builds, its trials logged, searching the digits; returns its trials and the best
+    hyperparameters it saw. Shipped by source: everything it uses is imported here."""
+    import importlib
+    import os
+    from pathlib import Path
+
+    from scalelab import data, tuning
+
+    learner = importlib.import_module(functions)
+    tuner_id, variables = tuning.oracle_environment(os.environ.get("TF_CONFIG"))
+    for name in tuning.ORACLE_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ.update(variables)  # before Keras Tuner reads them
+    tuning.quiet_search_warnings()
+    digits = data.load("digits")
+    folder = str(Path(directory) / tuner_id)
+    tuner = learner.make_tuner(kind, learner.build_model, folder, max_trials, epochs)
+    tuning.log_trials(tuner, directory, announce=True)
+    print(f"scalelab.tuning: {tuner_id} searching ({kind})", flush=True)
+    x_train, x_valid = data.scale(digits.x_train), data.scale(digits.x_valid)
+    try:
+        best = learner.run_search(tuner, x_train, digits.y_train, x_valid, digits.y_valid, epochs)
+    except Exception as error:  # asking a chief that has exited for the best trial
+        if tuner_id == "chief" or not tuner.search_ended:
+            raise
+        print(f"scalelab.tuning: {tuner_id} searched, but no best trial: {error}", flush=True)
+        best = None
+    mine = [run["trial"] for run in tuning.trial_log(directory) if run["worker"] == tuner_id]
+    print(f"scalelab.tuning: {tuner_id} finished after {len(mine)} trial run(s)", flush=True)
+    if best is not None and not isinstance(best, dict):
+        best = dict(best.values)  # a HyperParameters object
+    return {"tuner_id": tuner_id, "trials": mine, "best": best}
 
 
 def kill_mid_trial(
@@ -312,7 +318,8 @@ def kill_mid_trial(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """One task of a search: `python -m scalelab.cluster tune --directory D [--tuner ...]`.
+    """One task of a search with the reference answers' functions (Kubernetes, the benchmark):
+    `python -m scalelab.cluster tune --directory D [--tuner ...]`.
 
     With a chief in TF_CONFIG, the chief runs the oracle and each worker asks it for trials;
     without one (or without TF_CONFIG), the task searches on its own.
@@ -323,23 +330,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--trials", type=int, default=6, help="max trials (random, bayesian)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per trial (Hyperband: max)")
     options = parser.parse_args(argv)
-    tuner_id, variables = oracle_environment(os.environ.get("TF_CONFIG"))
-    for name in ORACLE_VARIABLES:
-        os.environ.pop(name, None)
-    os.environ.update(variables)  # before Keras Tuner reads them
-    tuner = make_tuner(
+    result = search_task(
         options.tuner,
-        Path(options.directory) / tuner_id,
-        max_trials=options.trials,
-        epochs=options.epochs,
-        log_dir=options.directory,
-        announce=True,
+        options.directory,
+        options.trials,
+        options.epochs,
+        functions="scalelab.answers.ch06",
     )
-    print(f"scalelab.tuning: {tuner_id} searching ({options.tuner})", flush=True)
-    runs = search(tuner, options.epochs)
-    mine = [run for run in runs if run["worker"] == tuner_id]
-    print(f"scalelab.tuning: {tuner_id} finished after {len(mine)} trial run(s)", flush=True)
-    processes.write_result({"tuner_id": tuner_id, "trials": [run["trial"] for run in mine]})
+    processes.write_result(result)
 
 
 def oracle_environment(tf_config: str | None) -> tuple[str, dict[str, str]]:

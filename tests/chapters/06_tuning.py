@@ -5,22 +5,37 @@ Each variant is the whole source of an exercise cell, written as a student would
 
 # ruff: noqa: E501
 
+import json
+from pathlib import Path
 
-def _space(body: str) -> str:
+
+def _space(body: str, imports: str = "    import keras\n\n") -> str:
     """Exercise 1's cell with `body` (indented 4 spaces) as the function's body."""
     return f'''def build_model(hp):
     """A compiled digits classifier whose shape and optimizer come from `hp`."""
-{body}'''
+{imports}{body}'''
 
 
-def _best(body: str) -> str:
-    return f"def best_hyperparameters(tuner):\n{body}"
+def _tuner(body: str) -> str:
+    return f"def make_tuner(kind, build_model, directory, max_trials, epochs):\n{body}"
 
 
-def _speedup(body: str) -> str:
-    return f"def speedup(single, distributed):\n{body}"
+def _search(body: str) -> str:
+    return f"def run_search(tuner, x, y, x_valid, y_valid, epochs):\n{body}"
 
 
+def _solution(grade_id: str) -> str:
+    """The solution cell's source, without nbgrader's markers."""
+    notebook = Path(__file__).resolve().parents[2] / "solutions/06_tuning/06_tuning.ipynb"
+    for cell in json.loads(notebook.read_text())["cells"]:
+        if cell["metadata"].get("nbgrader", {}).get("grade_id") == grade_id:
+            lines = "".join(cell["source"]).splitlines(keepends=True)
+            return "".join(line for line in lines if "### " not in line)
+    raise KeyError(grade_id)
+
+
+_TUNER_SOLUTION = _solution("ex_06_tuner")
+_SEARCH_SOLUTION = _solution("ex_06_search")
 _SOLUTION_SPACE = """    units = hp.Int("units", 16, 128, step=16)
     layers = hp.Int("layers", 1, 3)
     dropout = hp.Float("dropout", 0.0, 0.5, step=0.1)
@@ -86,37 +101,89 @@ CORRECT = {
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 """),
-        "the library's build_model": _space("""    return tuning.build_model(hp)
+        "keras.layers imported by name inside the function": _space(
+            """    from keras import Input, Sequential, layers, optimizers
+
+    model = Sequential([Input((8, 8)), layers.Flatten()])
+    for _ in range(hp.Int("layers", min_value=1, max_value=3, step=1)):
+        model.add(layers.Dense(hp.Int("units", 16, 128, step=16), activation="relu"))
+        model.add(layers.Dropout(hp.Float("dropout", 0.0, 0.5)))
+    model.add(layers.Dense(10, activation="softmax"))
+    rate = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log")
+    model.compile(optimizers.Adam(rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+""",
+            imports="",
+        ),
+    },
+    "ex_06_tuner": {
+        "a dict of classes, an Objective object, no seed": _tuner("""    import keras_tuner
+
+    classes = {
+        "random": keras_tuner.RandomSearch,
+        "bayesian": keras_tuner.BayesianOptimization,
+        "hyperband": keras_tuner.Hyperband,
+    }
+    budget = {"max_epochs": epochs, "factor": 3} if kind == "hyperband" else {"max_trials": max_trials}
+    return classes[kind](
+        hypermodel=build_model,
+        objective=keras_tuner.Objective("val_accuracy", direction="max"),
+        directory=directory,
+        project_name=f"{kind}_search",
+        overwrite=True,
+        **budget,
+    )
+"""),
+        "a Tuner with an explicit oracle per kind": _tuner("""    import keras_tuner
+    from keras_tuner import oracles
+
+    goal = keras_tuner.Objective("val_accuracy", "max")
+    if kind == "random":
+        oracle = oracles.RandomSearchOracle(objective=goal, max_trials=max_trials)
+    elif kind == "bayesian":
+        oracle = oracles.BayesianOptimizationOracle(objective=goal, max_trials=max_trials)
+    else:
+        oracle = oracles.HyperbandOracle(objective=goal, max_epochs=epochs, factor=3)
+    return keras_tuner.Tuner(oracle=oracle, hypermodel=build_model, directory=directory, overwrite=True)
+"""),
+        "match statement, default Bayesian initial points": _tuner("""    import keras_tuner as kt
+
+    shared = dict(objective="val_accuracy", directory=directory, overwrite=True, seed=42)
+    match kind:
+        case "random":
+            return kt.RandomSearch(build_model, max_trials=max_trials, **shared)
+        case "bayesian":
+            return kt.BayesianOptimization(build_model, max_trials=max_trials, **shared)
+        case "hyperband":
+            return kt.Hyperband(build_model, max_epochs=epochs, factor=3, **shared)
 """),
     },
-    "ex_06_best": {
-        "the oracle's best trial": _best("""    return tuner.oracle.get_best_trials(num_trials=1)[0].hyperparameters.values
+    "ex_06_search": {
+        "EarlyStopping on val_accuracy, the oracle's best trial": _search("""    import keras
+
+    tuner.search(
+        x,
+        y,
+        epochs=epochs,
+        validation_data=[x_valid, y_valid],
+        callbacks=[keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=1)],
+        verbose=0,
+    )
+    return tuner.oracle.get_best_trials(num_trials=1)[0].hyperparameters.values
 """),
-        "the HyperParameters object itself": _best("""    (best,) = tuner.get_best_hyperparameters(num_trials=1)
+        "keyword x and y, restore_best_weights, the HyperParameters object": _search("""    from keras.callbacks import EarlyStopping
+
+    stop = EarlyStopping("val_loss", patience=3, restore_best_weights=True)
+    tuner.search(x=x, y=y, validation_data=(x_valid, y_valid), epochs=epochs, callbacks=[stop], verbose=0)
+    (best,) = tuner.get_best_hyperparameters(num_trials=1)
     return best
 """),
-        "a copy of the values, built key by key": _best("""    hp = tuner.get_best_hyperparameters()[0]
-    return {name: hp.get(name) for name in hp.values}
-"""),
-    },
-    "ex_06_speedup": {
-        "a helper per log, filtering completed records": _speedup("""    def rate(log):
-        completed = [r for r in log if r["status"] == "COMPLETED"]
-        first = min(r["started"] for r in log)
-        last = max(r["ended"] for r in log if r["ended"])
-        return len(completed) * 60 / (last - first)
+        "a copy of the values, built key by key": _search("""    import keras
 
-    return rate(distributed) / rate(single)
-"""),
-        "sorted copies, seconds instead of minutes (the units cancel)": _speedup("""    rates = []
-    for log in (single, distributed):
-        starts = sorted(run["started"] for run in log)
-        ends = sorted(run["ended"] for run in log if run["ended"] is not None)
-        done = len([run for run in log if run["status"] == "COMPLETED"])
-        rates.append(done / (ends[-1] - starts[0]))
-    return rates[1] / rates[0]
-"""),
-        "the library's trials_per_minute": _speedup("""    return tuning.trials_per_minute(distributed) / tuning.trials_per_minute(single)
+    callbacks = [keras.callbacks.TerminateOnNaN(), keras.callbacks.EarlyStopping(patience=2)]
+    tuner.search(x, y, epochs=epochs, validation_data=(x_valid, y_valid), callbacks=callbacks, verbose=0)
+    hp = tuner.get_best_hyperparameters()[0]
+    return {name: hp.get(name) for name in hp.values}
 """),
     },
     "quiz_06_1": {"upper case": 'quiz_06_1 = "B"\n', "in parentheses": 'quiz_06_1 = "(b)"\n'},
@@ -160,47 +227,65 @@ WRONG = {
             "keras.Input((8, 8)), keras.layers.Flatten()", "keras.Input((64,))"
         ),
         "hyperparameters with other names": _space_with('hp.Int("units"', 'hp.Int("width"'),
+        "keras imported outside the function": "import keras\n\n\n" + _space(_SOLUTION_SPACE, ""),
     },
-    "ex_06_best": {
-        "the last trial": _best("""    trials = list(tuner.oracle.trials.values())
-    return trials[-1].hyperparameters.values
+    "ex_06_tuner": {
+        "a tuner maximising the validation loss": _tuner("""    import keras_tuner
+
+    goal = keras_tuner.Objective("val_loss", "max")
+    if kind == "random":
+        return keras_tuner.RandomSearch(build_model, objective=goal, max_trials=max_trials, directory=directory, overwrite=True)
+    if kind == "bayesian":
+        return keras_tuner.BayesianOptimization(build_model, objective=goal, max_trials=max_trials, directory=directory, overwrite=True)
+    return keras_tuner.Hyperband(build_model, objective=goal, max_epochs=epochs, directory=directory, overwrite=True)
 """),
-        "the highest score, whatever the direction": _best("""    trials = tuner.oracle.trials.values()
-    return max(trials, key=lambda t: t.score).hyperparameters.values
-"""),
-        "the list get_best_hyperparameters returns": _best("""    return tuner.get_best_hyperparameters()
-"""),
-        "the best trial's score": _best("""    return tuner.oracle.get_best_trials(1)[0].score
-"""),
+        "the training accuracy as objective": _TUNER_SOLUTION.replace(
+            '"val_accuracy"', '"accuracy"'
+        ),
+        "random search for every kind": _TUNER_SOLUTION.replace(
+            "keras_tuner.BayesianOptimization(", "keras_tuner.RandomSearch("
+        ).replace(", num_initial_points=2", ""),
+        "Hyperband with a fixed max_epochs": _TUNER_SOLUTION.replace(
+            "max_epochs=epochs", "max_epochs=10"
+        ),
+        "the number of trials ignored": _TUNER_SOLUTION.replace(
+            "max_trials=max_trials", "max_trials=10"
+        ),
+        "the notebook's build_model, not the one given": _TUNER_SOLUTION.replace(
+            "(build_model,", "(globals()['build_model'],"
+        ).replace("(\n            build_model,", "(\n            globals()['build_model'],"),
+        "reloads an earlier search": _TUNER_SOLUTION.replace(
+            '"overwrite": True', '"overwrite": False'
+        ),
+        "keras_tuner imported outside the function": "import keras_tuner\n\n"
+        + _TUNER_SOLUTION.replace("    import keras_tuner\n\n", ""),
     },
-    "ex_06_speedup": {
-        "the ratio upside down": _speedup("""    def rate(log):
-        span = max(r["ended"] for r in log if r["ended"]) - min(r["started"] for r in log)
-        return sum(r["status"] == "COMPLETED" for r in log) / span
-
-    return rate(single) / rate(distributed)
-"""),
-        "every record counted as a trial": _speedup("""    def rate(log):
-        span = max(r["ended"] for r in log if r["ended"]) - min(r["started"] for r in log)
-        return len(log) / span
-
-    return rate(distributed) / rate(single)
-"""),
-        "summed trial durations instead of wall time": _speedup("""    def rate(log):
-        done = [r for r in log if r["status"] == "COMPLETED"]
-        return len(done) / sum(r["ended"] - r["started"] for r in done)
-
-    return rate(distributed) / rate(single)
-"""),
-        "first and last records as the span (assumes order)": _speedup("""    def rate(log):
-        done = [r for r in log if r["status"] == "COMPLETED"]
-        return len(done) / (done[-1]["ended"] - done[0]["started"])
-
-    return rate(distributed) / rate(single)
-"""),
-        "ratio of trial counts only": _speedup("""    count = lambda log: sum(r["status"] == "COMPLETED" for r in log)
-    return count(distributed) / count(single)
-"""),
+    "ex_06_search": {
+        "no validation data (a validation split of the training data)": _SEARCH_SOLUTION.replace(
+            "validation_data=(x_valid, y_valid)", "validation_split=0.2"
+        ),
+        "no early stopping": _SEARCH_SOLUTION.replace("callbacks=[stop_early], ", ""),
+        "early stopping on the training loss": _SEARCH_SOLUTION.replace(
+            'monitor="val_loss"', 'monitor="loss"'
+        ),
+        "early stopping on val_accuracy in min mode": _SEARCH_SOLUTION.replace(
+            'monitor="val_loss"', 'monitor="val_accuracy", mode="min"'
+        ),
+        "the epochs not passed on": _SEARCH_SOLUTION.replace("epochs=epochs, ", ""),
+        "the last trial": _SEARCH_SOLUTION.replace(
+            "return dict(tuner.get_best_hyperparameters(1)[0].values)",
+            "return list(tuner.oracle.trials.values())[-1].hyperparameters.values",
+        ),
+        "the highest score, whatever the direction": _SEARCH_SOLUTION.replace(
+            "return dict(tuner.get_best_hyperparameters(1)[0].values)",
+            "return max(tuner.oracle.trials.values(), key=lambda t: t.score).hyperparameters.values",
+        ),
+        "the list get_best_hyperparameters returns": _SEARCH_SOLUTION.replace(
+            "dict(tuner.get_best_hyperparameters(1)[0].values)", "tuner.get_best_hyperparameters()"
+        ),
+        "the training data as validation data": _SEARCH_SOLUTION.replace(
+            "validation_data=(x_valid, y_valid)", "validation_data=(x, y)"
+        ),
     },
     "quiz_06_1": {"the best worker": 'quiz_06_1 = "a"\n', "two letters": 'quiz_06_1 = "b, d"\n'},
     "quiz_06_2": {
@@ -216,6 +301,10 @@ WRONG = {
 
 # exact text in a markdown cell -> (results.json -> number, low, high): the number the prose claims
 CLAIMS = {
-    # 2.12 measured on a quiet machine (the notebook alone); less while other tests share the cores.
-    "here 0.8–2.5× as many": (lambda r: r["speedup"], 0.8, 2.5),
+    # 0.87 on a quiet machine; the workers start within a second or two of each other.
+    "two trials were in progress together for most of the distributed": (
+        lambda r: r["parallel_fraction"],
+        0.5,
+        1.0,
+    ),
 }

@@ -286,7 +286,8 @@ def search_task(
             raise
         print(f"scalelab.tuning: {tuner_id} searched, but no best trial: {error}", flush=True)
         best = None
-    mine = [run["trial"] for run in tuning.trial_log(directory) if run["worker"] == tuner_id]
+    logged_as = tuner.tuner_id  # Keras Tuner's id: tuner_id, or "tuner0" when searching alone
+    mine = [run["trial"] for run in tuning.trial_log(directory) if run["worker"] == logged_as]
     print(f"scalelab.tuning: {tuner_id} finished after {len(mine)} trial run(s)", flush=True)
     if best is not None and not isinstance(best, dict):
         best = dict(best.values)  # a HyperParameters object

@@ -1,166 +1,47 @@
-"""The distribution chapter's training program: a digits classifier under a tf.distribute strategy.
+"""Plumbing for Chapter 5's multi-worker programs: data, serving tasks, running and checking them.
 
-`train()` runs inside one task of a cluster started by `scalelab.cluster` (as
-`python -m scalelab.cluster train STRATEGY ...`, see main()) and returns what it measured. It
-imports TensorFlow itself, after the launcher has set TF_CONFIG and TF_USE_LEGACY_KERAS
-(tf.keras is then tf_keras, else Keras 3).
+The programs themselves (the MultiWorkerMirrored worker, the parameter-server coordinator) are
+what the learner writes; their reference versions are `scalelab.answers.ch05.mwms_worker` and
+`ps_coordinator`. This module runs one on a local cluster (`scalelab.cluster`), kills and
+restarts a worker when asked, and turns what the tasks returned into checks and tables.
+`python -m scalelab.cluster train mwms|ps` runs the reference program as one task (main()), as the
+Kubernetes examples in k8s/ do. Importing this module never imports TensorFlow.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
-import os
+import re
+import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from scalelab import data, models
+from scalelab.cluster import Cluster, ClusterError, TaskResult, start_cluster
 
-STRATEGIES = ("none", "mirrored", "central_storage", "mwms", "ps")
-LOGICAL_CPUS = 2  # what mirrored and central_storage split this machine's CPU into
-SEED = 42
-
-
-@dataclass(frozen=True)
-class _Schedule:
-    """How a task trains: global batch, epochs, steps per epoch, seconds of pause after each."""
-
-    global_batch: int
-    epochs: int
-    steps_per_epoch: int
-    pause: float
+_DEVICE = re.compile(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)")
+_RUNS: dict[str, dict[str, TaskResult]] = {}  # cluster runs already made, by program and settings
 
 
-def train(
-    strategy: str,
-    *,
-    api: str = "ctl",
-    epochs: int = 2,
-    steps_per_epoch: int = 20,
-    global_batch: int = 64,
-    backup_dir: str | None = None,
-    pause: float = 0.0,
-) -> dict[str, Any]:
-    """Train with `strategy` through Keras `fit` or a custom loop (`ctl`); return the measurements.
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """The digits training images as rows of 64 floats in 0..1, and their labels."""
+    from scalelab import data
 
-    With "ps", only the chief trains (a tf_keras `fit` coordinator); worker and ps tasks serve
-    until the launcher stops them. `backup_dir` adds BackupAndRestore (fit), `pause` sleeps
-    after each epoch so a demo can kill a task mid-run.
-    """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"Unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}.")
-    if api not in ("ctl", "fit"):
-        raise ValueError(f"api must be 'ctl' or 'fit', not {api!r}.")
-    if backup_dir and api != "fit":
-        raise ValueError("backup_dir needs api='fit' (BackupAndRestore is a Keras callback).")
-    if strategy == "ps" and (api != "fit" or not _legacy_keras()):
-        raise ValueError(
-            "ps trains with tf_keras fit here: use api='fit' and TF_USE_LEGACY_KERAS=1 "
-            "(start_cluster(..., legacy_keras=True)); Keras 3 fit does not support it."
-        )
+    split = data.load("digits")
+    return data.scale(split.x_train).reshape(len(split.x_train), -1), split.y_train
+
+
+def serve_unless_coordinator() -> None:
+    """In a worker or ps task of a parameter-server cluster, serve until stopped; in the chief
+    (the coordinator), return at once."""
     import tensorflow as tf
 
-    distribution = _make_strategy(tf, strategy)  # before any other TensorFlow op
-    keras = _keras()
-    keras.utils.set_random_seed(SEED)
-    digits = data.load("digits")
-    with distribution.scope():
-        model = models.build_classifier(
-            (digits.x_train[0].size,), digits.n_classes, hidden=64, logits=True, api=keras
-        )
-    schedule = _Schedule(global_batch, epochs, steps_per_epoch, pause)
-    if api == "fit":
-        history, seconds = _fit(tf, distribution, model, schedule, backup_dir)
-    else:
-        history, seconds = _custom_loop(tf, distribution, model, schedule)
-    timed_epochs = max(1, len(seconds) - 1)  # the first epoch also traces and warms up
-    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
-    return {
-        "strategy": strategy,
-        "api": api,
-        "keras": keras.__version__,
-        "task": tf_config.get("task"),
-        "replicas": distribution.num_replicas_in_sync,
-        "workers": len(tf_config.get("cluster", {}).get("worker", [])),
-        "global_batch": global_batch,
-        "initial_epoch": history["initial_epoch"],
-        "epochs_run": len(seconds),
-        "steps": len(seconds) * steps_per_epoch,
-        "steps_per_s": round(timed_epochs * steps_per_epoch / sum(seconds[-timed_epochs:]), 1),
-        "loss": history["loss"],
-        "accuracy": history["accuracy"],
-        "weights_digest": _digest(model),
-        "variables": _placement(tf, model) if strategy == "ps" else None,
-    }
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m scalelab.cluster train STRATEGY [...]`: train this part, save the result."""
-    from scalelab.processes import write_result
-
-    parser = argparse.ArgumentParser(prog="python -m scalelab.cluster train", description=__doc__)
-    parser.add_argument("strategy", choices=STRATEGIES)
-    parser.add_argument("--api", choices=("ctl", "fit"), default="ctl")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--steps-per-epoch", type=int, default=20)
-    parser.add_argument("--global-batch", type=int, default=64)
-    parser.add_argument("--backup-dir", help="BackupAndRestore folder (fit): resume after a crash")
-    parser.add_argument(
-        "--pause", type=float, default=0.0, help="seconds to sleep after each epoch"
-    )
-    options = parser.parse_args(argv)
-    result = train(
-        options.strategy,
-        api=options.api,
-        epochs=options.epochs,
-        steps_per_epoch=options.steps_per_epoch,
-        global_batch=options.global_batch,
-        backup_dir=options.backup_dir,
-        pause=options.pause,
-    )
-    write_result(result)
-
-
-def _legacy_keras() -> bool:
-    """Whether TensorFlow's tf.keras is tf_keras in this process (it reads the same variable)."""
-    return os.environ.get("TF_USE_LEGACY_KERAS", "") in ("1", "true", "True")
-
-
-def _keras() -> Any:
-    """tf_keras when TF_USE_LEGACY_KERAS is set (tf.keras is then tf_keras too), else Keras 3."""
-    if _legacy_keras():
-        import tf_keras
-
-        return tf_keras
-    import keras
-
-    return keras
-
-
-def _make_strategy(tf: Any, name: str) -> Any:
-    if name in ("mirrored", "central_storage"):
-        (cpu,) = tf.config.list_physical_devices("CPU")
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * LOGICAL_CPUS
-        )
-        devices = [f"/cpu:{i}" for i in range(LOGICAL_CPUS)]
-        if name == "mirrored":
-            return tf.distribute.MirroredStrategy(devices)
-        return tf.distribute.experimental.CentralStorageStrategy(devices, "/cpu:0")
-    if name == "mwms":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "ps":
-        return _parameter_server_strategy(tf)
-    return tf.distribute.get_strategy()
-
-
-def _parameter_server_strategy(tf: Any) -> Any:
-    """The chief's ParameterServerStrategy; in a worker or ps task, serve until killed."""
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     if resolver.task_type in ("worker", "ps"):
         server = tf.distribute.Server(
@@ -171,160 +52,184 @@ def _parameter_server_strategy(tf: Any) -> Any:
             start=True,
         )
         print(f"{resolver.task_type}:{resolver.task_id} serving on {server.target}", flush=True)
-        server.join()  # never returns: the chief's cluster stops this process
-    shards = len(resolver.cluster_spec().as_dict()["ps"])
-    partitioner = tf.distribute.experimental.partitioners.MinSizePartitioner(
-        min_shard_bytes=1024, max_shards=shards
-    )
-    return tf.distribute.ParameterServerStrategy(resolver, variable_partitioner=partitioner)
+        server.join()  # never returns: the cluster stops this process when the chief is done
 
 
-def _digits() -> tuple[np.ndarray, np.ndarray]:
-    """The digits training images as rows of 64 floats in 0..1 (short in a task's error log),
-    and their labels."""
-    digits = data.load("digits")
-    return data.scale(digits.x_train).reshape(len(digits.x_train), -1), digits.y_train
+def task_of(device: str) -> str:
+    """The task a device string names: '/job:ps/replica:0/task:1/device:CPU:0' -> 'ps:1'."""
+    match = _DEVICE.search(device)
+    return f"{match[1]}:{match[2]}" if match else "this process"
 
 
-def _dataset(tf: Any, batch: int) -> Any:
-    """Shuffled, repeated batches of digits, sharded by element across workers."""
-    x, y = _digits()
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=SEED).repeat()
-    return dataset.batch(batch, drop_remainder=True).with_options(options)
+def digest(weights: Any) -> str:
+    """A short fingerprint of a list of weight arrays (equal on workers holding the same model)."""
+    arrays = [np.asarray(w, dtype=np.float32) for w in weights]
+    return hashlib.sha256(b"".join(a.tobytes() for a in arrays)).hexdigest()[:12]
 
 
-def _fit(
-    tf: Any,
-    distribution: Any,
-    model: Any,
-    schedule: _Schedule,
-    backup_dir: str | None,
-) -> tuple[dict[str, Any], list[float]]:
-    keras = _keras()
-    clock = _epoch_clock(keras, schedule.pause)
-    callbacks = [keras.callbacks.BackupAndRestore(backup_dir)] if backup_dir else []
-    with distribution.scope():
-        if isinstance(distribution, tf.distribute.ParameterServerStrategy):
-            # tf_keras only: a legacy optimizer, a DatasetCreator, several steps per RPC.
-            optimizer, execution = keras.optimizers.legacy.SGD(0.1), schedule.steps_per_epoch
-            batches = keras.utils.experimental.DatasetCreator(
-                lambda context: _ps_input(tf, context, schedule.global_batch)
-            )
-        else:
-            optimizer, execution = keras.optimizers.SGD(0.1), 1
-            batches = _dataset(tf, schedule.global_batch)
-        model.compile(
-            optimizer,
-            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-            steps_per_execution=execution,
-        )
-    history = model.fit(
-        batches,
-        epochs=schedule.epochs,
-        steps_per_epoch=schedule.steps_per_epoch,
-        callbacks=[*callbacks, clock],  # the clock's pause comes after the backup is written
-        verbose=0,
-    ).history
-    return {
-        "initial_epoch": clock.initial_epoch,
-        "loss": round(float(history["loss"][-1]), 6),
-        "accuracy": round(float(history["accuracy"][-1]), 6),
-    }, clock.seconds
+def run_mwms(
+    program: Callable[..., Any],
+    *,
+    workers: int = 2,
+    epochs: int = 2,
+    steps_per_epoch: int = 10,
+    global_batch: int = 64,
+    kill: bool = False,
+    timeout: float = 150.0,
+) -> dict[str, TaskResult]:
+    """Run a MultiWorkerMirrored worker program on `workers` local tasks and return how each ended.
 
-
-def _ps_input(tf: Any, context: Any, global_batch: int) -> Any:
-    """Each worker's input pipeline for ParameterServerStrategy (a DatasetCreator function)."""
-    x, y = _digits()
-    dataset = tf.data.Dataset.from_tensor_slices((x, y))
-    dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
-    dataset = dataset.shuffle(len(x), seed=SEED).repeat()
-    return dataset.batch(context.get_per_replica_batch_size(global_batch)).prefetch(2)
-
-
-def _custom_loop(
-    tf: Any,
-    distribution: Any,
-    model: Any,
-    schedule: _Schedule,
-) -> tuple[dict[str, Any], list[float]]:
-    keras = _keras()
-    losses = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
-    with distribution.scope():
-        optimizer = keras.optimizers.SGD(0.1)
-    batches = iter(
-        distribution.experimental_distribute_dataset(_dataset(tf, schedule.global_batch))
-    )
-
-    def replica_step(x: Any, y: Any) -> tuple[Any, Any]:
-        with tf.GradientTape() as tape:
-            logits = model(x, training=True)
-            loss = tf.nn.compute_average_loss(
-                losses(y, logits), global_batch_size=schedule.global_batch
-            )
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        correct = tf.reduce_sum(tf.cast(tf.argmax(logits, 1) == y, tf.float32))
-        return loss, correct
-
-    @tf.function  # type: ignore[untyped-decorator]  # TensorFlow has no type hints
-    def step() -> tuple[Any, Any]:
-        loss, correct = distribution.run(replica_step, args=next(batches))
-        return (
-            distribution.reduce("SUM", loss, axis=None),
-            distribution.reduce("SUM", correct, axis=None),
-        )
-
-    seconds = []
-    for epoch in range(schedule.epochs):
-        start, loss, correct = time.perf_counter(), 0.0, 0.0
-        for _ in range(schedule.steps_per_epoch):
-            step_loss, step_correct = step()
-            loss, correct = loss + float(step_loss), correct + float(step_correct)
-        seconds.append(time.perf_counter() - start)
-        print(f"epoch {epoch} done, loss {loss / schedule.steps_per_epoch:.4f}", flush=True)
-        time.sleep(schedule.pause if epoch + 1 < schedule.epochs else 0)
-    return {
-        "initial_epoch": 0,
-        "loss": round(loss / schedule.steps_per_epoch, 6),
-        "accuracy": round(correct / (schedule.steps_per_epoch * schedule.global_batch), 6),
-    }, seconds
-
-
-def _epoch_clock(keras: Any, pause: float) -> Any:
-    """A Keras callback that times epochs, logs their end, and remembers the first one run."""
-
-    class EpochClock(keras.callbacks.Callback):  # type: ignore[misc]  # Keras has no type hints
-        initial_epoch: int | None = None
-        seconds: list[float]
-
-        def on_train_begin(self, logs: Any = None) -> None:
-            self.seconds = []
-
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            if self.initial_epoch is None:
-                self.initial_epoch = epoch
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            self.seconds.append(time.perf_counter() - self.start)
-            print(f"epoch {epoch} done, loss {logs['loss']:.4f}", flush=True)
-            time.sleep(pause if epoch + 1 < self.params["epochs"] else 0)
-
-    return EpochClock()
-
-
-def _digest(model: Any) -> str:
-    """A short fingerprint of every weight, equal on workers that hold the same model."""
-    weights = b"".join(np.asarray(w).tobytes() for w in model.get_weights())
-    return hashlib.sha256(weights).hexdigest()[:16]
-
-
-def _placement(tf: Any, model: Any) -> dict[str, str]:
-    """Which task holds each variable, e.g. {'dense/kernel/part_0': 'ps:1'} (shards are parts)."""
-    devices = {
-        v.name.removesuffix(":0"): tf.DeviceSpec.from_string(v.device) for v in model.variables
+    Every task calls `program(epochs, steps_per_epoch, global_batch, checkpoint_dir, pause)`
+    with one shared, new checkpoint folder. With `kill`, worker 1 is killed as soon as the
+    first checkpoint is written (each task pauses 2 s after each epoch) and started again; a
+    task that then fails is restarted up to twice. The same program with the same settings
+    is run once per session: a second call returns the first run's results.
+    """
+    kwargs: dict[str, Any] = {
+        "epochs": epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "global_batch": global_batch,
     }
-    return {name: f"{device.job}:{device.task}" for name, device in devices.items()}
+    key = json.dumps([_source(program), kwargs, workers, kill])
+    if key in _RUNS:
+        return _RUNS[key]
+    checkpoints = Path(tempfile.mkdtemp(prefix="mwms-"))
+    kwargs |= {"checkpoint_dir": str(checkpoints / "chief"), "pause": 2.0 if kill else 0.0}
+    with start_cluster(
+        program,
+        kwargs=kwargs,
+        workers=workers,
+        timeout=timeout,
+        legacy_keras=True,  # tf.keras is tf_keras (fit with BackupAndRestore); keras is Keras 3
+        max_restarts=2 if kill else 0,
+        logdir=checkpoints / "logs",
+    ) as cluster:
+        if kill:
+            _wait_for_checkpoint(cluster, checkpoints / "chief", timeout)
+            cluster.restart("worker:1")  # SIGKILL, then start again: a lost, rescheduled machine
+        results = cluster.wait()
+    _RUNS[key] = results
+    return results
+
+
+def run_ps(
+    program: Callable[..., Any],
+    *,
+    workers: int = 2,
+    ps: int = 2,
+    steps: int = 40,
+    batch: int = 32,
+    timeout: float = 150.0,
+) -> dict[str, Any]:
+    """Run a parameter-server coordinator program on a chief, `workers` workers and `ps` ps
+    tasks (each calls `program(steps, batch)`); return the chief's result, with `placement`
+    mapping each variable to the task holding it."""
+    kwargs = {"steps": steps, "batch": batch}
+    key = json.dumps([_source(program), kwargs, workers, ps])
+    if key not in _RUNS:
+        with start_cluster(
+            program,
+            kwargs=kwargs,
+            workers=workers,
+            ps=ps,
+            chief=True,
+            legacy_keras=True,
+            timeout=timeout,
+        ) as cluster:
+            _RUNS[key] = cluster.wait()
+    chief = dict(_RUNS[key]["chief:0"].result or {})
+    variables = chief.get("variables") or {}
+    chief["placement"] = {str(name): task_of(str(device)) for name, device in variables.items()}
+    return chief
+
+
+def summary(results: Mapping[str, TaskResult]) -> list[dict[str, Any]]:
+    """One row per task of a MultiWorkerMirrored run: restarts, resumed epoch, losses, weights."""
+    rows = []
+    for task, ended in results.items():
+        result = ended.result or {}
+        losses = [round(float(loss), 4) for loss in result.get("losses", [])]
+        rows.append(
+            {
+                "task": task,
+                "restarts": ended.restarts,
+                "resumed at epoch": result.get("initial_epoch"),
+                "losses": losses,
+                "weights": digest(result["weights"]) if "weights" in result else None,
+            }
+        )
+    return rows
+
+
+def check_mwms(results: Mapping[str, TaskResult], epochs: int) -> None:
+    """Fail with a learner-readable message unless every worker trained the same model for
+    `epochs` epochs and its loss went down."""
+    rows = summary(results)
+    for row in rows:
+        assert row["weights"], f"{row['task']} returned no 'weights' (model.get_weights())"
+        assert len(row["losses"]) >= 1, f"{row['task']} returned no 'losses'"
+    assert len({row["weights"] for row in rows}) == 1, (
+        "the workers ended with different weights: did every worker train the same model "
+        f"in strategy.scope(), with strategy.run? {rows}"
+    )
+    for row in rows:
+        first, last = row["losses"][0], row["losses"][-1]
+        if len(row["losses"]) > 1:
+            assert last < first, f"{row['task']}'s loss did not go down: {row['losses']}"
+        ran = len(row["losses"]) + (row["resumed at epoch"] or 0)
+        assert ran == epochs, f"{row['task']} trained {ran} epochs, not {epochs}: {row}"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m scalelab.cluster train mwms|ps [...]`: this task's part, with the reference
+    program (scalelab.answers.ch05); its result is saved with processes.write_result."""
+    from scalelab.answers import ch05
+    from scalelab.processes import write_result
+
+    parser = argparse.ArgumentParser(
+        prog="python -m scalelab.cluster train", description=main.__doc__
+    )
+    parser.add_argument("strategy", choices=("mwms", "ps"))
+    parser.add_argument("--epochs", type=int, default=2, help="mwms: epochs")
+    parser.add_argument("--steps-per-epoch", type=int, default=20, help="mwms: steps per epoch")
+    parser.add_argument("--global-batch", type=int, default=64, help="mwms: examples per step")
+    parser.add_argument("--checkpoint-dir", help="mwms: shared folder to resume from (a volume)")
+    parser.add_argument("--pause", type=float, default=0.0, help="mwms: seconds after each epoch")
+    parser.add_argument("--steps", type=int, default=40, help="ps: steps to schedule")
+    parser.add_argument("--batch", type=int, default=32, help="ps: examples per step")
+    options = parser.parse_args(argv)
+    if options.strategy == "ps":
+        write_result(ch05.ps_coordinator(options.steps, options.batch))
+        return
+    folder = options.checkpoint_dir or str(Path(tempfile.mkdtemp(prefix="mwms-")) / "chief")
+    result = ch05.mwms_worker(
+        options.epochs, options.steps_per_epoch, options.global_batch, folder, options.pause
+    )
+    write_result({**result, "weights": digest(result.pop("weights"))})
+
+
+def _wait_for_checkpoint(cluster: Cluster, folder: Path, timeout: float) -> None:
+    """Wait until a checkpoint index (a file named `checkpoint`) appears under `folder`."""
+    deadline = time.monotonic() + timeout
+    while not any(folder.rglob("checkpoint")):
+        ended = {task: r for task, r in cluster.results().items() if r.returncode is not None}
+        if ended or time.monotonic() > deadline:
+            cluster.stop()
+            task, how = next(iter(ended.items())) if ended else ("worker:0", None)
+            raise ClusterError(
+                f"{task} {'ended' if how else 'ran'} without writing a checkpoint into "
+                f"checkpoint_dir ({folder}). Last lines of its log:\n"
+                + "\n".join(
+                    f"    | {line}" for line in cluster.results()[task].log_tail.splitlines()
+                ),
+                task,
+            )
+        time.sleep(0.1)
+
+
+def _source(program: Callable[..., Any]) -> str:
+    """The program's source, or its qualified name when it has none."""
+    try:
+        return inspect.getsource(program)
+    except (OSError, TypeError):
+        return f"{program.__module__}.{program.__qualname__}"

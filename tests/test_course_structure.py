@@ -90,7 +90,8 @@ def test_notebooks_folder_is_exactly_what_release_regenerates(tmp_path):
 FALLBACKS = {
     "answer",
     "answer_value",
-}  # course.answer(lambda: name, reference), course.answer_value
+    "run_program",
+}  # course.answer(lambda: name, reference), course.answer_value, course.run_program
 
 
 def loads_outside_fallbacks(tree: ast.Module) -> set[str]:

@@ -41,7 +41,7 @@ SIZES: dict[str, dict[str, tuple[Any, Any]]] = {
         "photo_link_requests": (2, 10),
         "encode_repeats": (3, 7),
     },
-    "04_tflite": {"epochs": (5, 20), "qat_epochs": (2, 6)},
+    "04_tflite": {"epochs": (5, 20), "qat_epochs": (1, 3)},
     "05_distribution": {"epochs": (5, 10), "steps": (10, 50)},
     "06_tuning": {"trials": (3, 20), "epochs": (3, 9), "distributed_trials": (4, 20)},
 }

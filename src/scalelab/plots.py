@@ -352,6 +352,22 @@ def size_accuracy(
     return fig
 
 
+def quantization_accuracy(rows: Sequence[dict[str, Any]], baseline: str = "float") -> Figure:
+    """Test accuracy of each quantized variant as bars, the `baseline` row as a dashed line."""
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.2))
+    names = [r["model"] for r in rows][::-1]
+    accuracies = [r["accuracy"] for r in rows][::-1]
+    colors = ["tab:gray" if n == baseline else "tab:blue" for n in names]
+    bars = ax.barh(names, accuracies, color=colors)
+    ax.bar_label(bars, labels=[f"{a:.3f}" for a in accuracies], padding=3, fontsize=8)
+    base = next(r["accuracy"] for r in rows if r["model"] == baseline)
+    ax.axvline(base, color="black", linestyle="--", linewidth=1)
+    ax.set(xlabel="test accuracy", title="Same small model, quantized four ways")
+    ax.set_xlim(0, 1.12)
+    fig.tight_layout()
+    return fig
+
+
 def seconds_per_epoch(rows: Sequence[dict[str, Any]]) -> Figure:
     """Time per epoch for each strategy, annotated with its final accuracy."""
     fig, ax = plt.subplots(figsize=(7, 3))

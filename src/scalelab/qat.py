@@ -1,30 +1,40 @@
-"""Quantization-aware training with tf_keras, run as `python -m scalelab.qat OUT EPOCHS HIDDEN`.
+"""Quantization-aware training runs with tf_keras, in a process of its own (Chapter 4).
 
-A child process of `scalelab.tflite.quantization_aware`: it must start with TF_USE_LEGACY_KERAS=1,
-because tensorflow-model-optimization needs tf_keras, not Keras 3.
+tensorflow-model-optimization only works with tf_keras, which a process must choose (with
+TF_USE_LEGACY_KERAS=1) before it imports TensorFlow; notebooks already run Keras 3. So the
+chapter's small float model is trained in such a process (`train_float`), and so is the
+learner's QAT program (`run_tf_keras`). Importing this module never imports TensorFlow.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
-import numpy as np
+from scalelab import processes
+
+TF_KERAS = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
-def main(out: Path, epochs: int, hidden: int) -> None:
-    """Train, then fine-tune as float (→ PTQ int8) and with fake quantization (→ QAT int8)."""
+def run_tf_keras(
+    program: Callable[..., Any], what: str, timeout: float = 300, **kwargs: Any
+) -> dict[str, Any]:
+    """`program(**kwargs)` in a new Python process whose Keras is tf_keras; what it returns."""
+    return processes.run_function(program, kwargs, what=what, env=TF_KERAS, timeout=timeout)
+
+
+def train_float(folder: str, hidden: int = 64, epochs: int = 20, seed: int = 1) -> dict[str, Any]:
+    """(Runs in a tf_keras process.) Train the small digits MLP; save it as `folder`/float.keras
+    (for QAT) and as a SavedModel in `folder`/saved_model (for the converter); its accuracy."""
+    from pathlib import Path
+
     import tensorflow as tf
-    import tensorflow_model_optimization as tfmot
     import tf_keras as keras
 
     from scalelab import data
-    from scalelab.tflite import convert_int8, interpreter, predict
 
-    tf.random.set_seed(42)
+    tf.keras.utils.set_random_seed(seed)
     digits = data.load("digits")
-    x_train, x_test = data.scale(digits.x_train), data.scale(digits.x_test)
     model = keras.Sequential(
         [
             keras.layers.Flatten(input_shape=digits.image_shape),
@@ -33,31 +43,8 @@ def main(out: Path, epochs: int, hidden: int) -> None:
         ]
     )
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x_train, digits.y_train, epochs=4 * epochs, verbose=0)
-
-    def to_int8(keras_model: keras.Model) -> bytes:
-        return convert_int8(tf.lite.TFLiteConverter.from_keras_model(keras_model), x_train)
-
-    def accuracy(model_bytes: bytes) -> float:
-        predictions = predict(interpreter(model_bytes), x_test).argmax(axis=1)
-        return float(np.mean(predictions == digits.y_test))
-
-    aware = tfmot.quantization.keras.quantize_model(model)  # a copy, with fake-quant ops
-    aware.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    aware.fit(x_train, digits.y_train, epochs=epochs, verbose=0)
-    model.fit(x_train, digits.y_train, epochs=epochs, verbose=0)  # same budget, in float
-    float_accuracy = float(model.evaluate(x_test, digits.y_test, verbose=0)[1])
-    ptq, qat = to_int8(model), to_int8(aware)
-    (out / "ptq_int8.tflite").write_bytes(ptq)
-    (out / "qat_int8.tflite").write_bytes(qat)
-    result = {
-        "keras": "tf_keras " + keras.__version__,
-        "float_accuracy": float_accuracy,
-        "ptq_int8_accuracy": accuracy(ptq),
-        "qat_int8_accuracy": accuracy(qat),
-    }
-    (out / "result.json").write_text(json.dumps(result))
-
-
-if __name__ == "__main__":
-    main(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
+    model.fit(data.scale(digits.x_train), digits.y_train, epochs=epochs, verbose=0)
+    accuracy = model.evaluate(data.scale(digits.x_test), digits.y_test, verbose=0)[1]
+    model.save(Path(folder) / "float.keras")
+    tf.saved_model.save(model, str(Path(folder) / "saved_model"))
+    return {"keras": f"tf_keras {keras.__version__}", "accuracy": float(accuracy)}

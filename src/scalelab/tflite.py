@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import os
 import sys
-import tempfile
 import time
 import warnings
 from collections import Counter
@@ -20,15 +17,14 @@ import numpy as np
 from scalelab import processes
 
 __all__ = [
-    "convert_int8",
     "interpreter",
     "predict",
-    "quantization_aware",
     "quiet",
     "savedmodel_op_counts",
     "seconds",
     "tensor_types",
     "tflite_op_counts",
+    "weight_levels",
 ]
 
 
@@ -94,19 +90,6 @@ def predict(runner: Any, x: np.ndarray) -> np.ndarray:
     return out
 
 
-def convert_int8(converter: Any, samples: np.ndarray, count: int = 200) -> bytes:
-    """Convert to a full-integer model (int8 ops, inputs and outputs) with a tf.lite converter,
-    calibrated on the first `count` float samples."""
-    import tensorflow as tf
-
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([x[None]] for x in samples[:count])
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = tf.int8
-    with quiet():
-        return bytes(converter.convert())
-
-
 def savedmodel_op_counts(export_dir: str | Path) -> Counter[str]:
     """Op types in every function of a SavedModel's serving graph (what TensorFlow would run)."""
     from tensorflow.core.protobuf import saved_model_pb2
@@ -133,6 +116,18 @@ def tensor_types(model_bytes: bytes) -> Counter[str]:
     return Counter(np.dtype(tensor["dtype"]).name for tensor in runner.get_tensor_details())
 
 
+def weight_levels(model_bytes: bytes) -> dict[str, int]:
+    """How many distinct values each int8 weight matrix of a TFLite model holds (at most 3 for
+    2-bit weights stored in int8, up to 255 for 8-bit ones)."""
+    runner = interpreter(model_bytes, delegates=False)
+    return {
+        tensor["name"]: len(np.unique(runner.get_tensor(tensor["index"])))
+        for tensor in runner.get_tensor_details()
+        # weights are 2-D; activations of a batch of one have a leading 1
+        if tensor["dtype"] == np.int8 and len(tensor["shape"]) == 2 and min(tensor["shape"]) > 1
+    }
+
+
 def seconds(action: Callable[[], Any], repeat: int = 20) -> float:
     """Median wall time of `action()` over `repeat` runs, after one warm-up run."""
     action()
@@ -142,23 +137,3 @@ def seconds(action: Callable[[], Any], repeat: int = 20) -> float:
         action()
         times.append(time.perf_counter() - started)
     return float(np.median(times))
-
-
-def quantization_aware(epochs: int = 3, hidden: int = 16, timeout: float = 600) -> dict[str, Any]:
-    """Train a float model, then fine-tune it two ways (float, then PTQ int8; or QAT int8).
-
-    Both branches get the same extra epochs, so the comparison is about quantization only.
-    It runs with tf_keras in a child process:
-
-    tensorflow-model-optimization only works with tf_keras, which must be chosen (with
-    TF_USE_LEGACY_KERAS=1) before TensorFlow is imported, and notebooks already run Keras 3.
-    Returns the child's accuracies and sizes, and the two int8 models' bytes.
-    """
-    with tempfile.TemporaryDirectory() as scratch:
-        env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-        command = [sys.executable, "-m", "scalelab.qat", scratch, str(epochs), str(hidden)]
-        processes.run(command, "quantization-aware training", env=env, timeout=timeout)
-        result: dict[str, Any] = json.loads((Path(scratch) / "result.json").read_text())
-        for name in ("ptq_int8", "qat_int8"):
-            result[f"{name}_bytes"] = (Path(scratch) / f"{name}.tflite").read_bytes()
-    return result

@@ -49,8 +49,42 @@ def _evaluate(quantize: str = "np.round(values / scale + zero_point)", ending: s
 """
 
 
-def _choose(body: str) -> str:
-    return f"def smallest_within(rows, points=1.0):\n{body}"
+_QAT_HEAD = """def quantization_aware(float_model, tflite_path, weight_bits=8, epochs=1, learning_rate=1e-3):
+    from pathlib import Path
+
+    import tensorflow as tf
+    import tensorflow_model_optimization as tfmot
+    import tf_keras as keras
+    from tensorflow_model_optimization.quantization.keras.experimental import default_n_bit
+
+    from scalelab import data
+
+    digits = data.load("digits")
+    model = keras.models.load_model(float_model)
+"""
+_QAT_WRAP = """    scheme = default_n_bit.DefaultNBitQuantizeScheme(
+        num_bits_weight=weight_bits, num_bits_activation=8
+    )
+    with tfmot.quantization.keras.quantize_scope():
+        aware = tfmot.quantization.keras.quantize_apply(
+            tfmot.quantization.keras.quantize_annotate_model(model), scheme
+        )
+"""
+_QAT_FIT = """    aware.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    aware.fit(data.scale(digits.x_train), digits.y_train, epochs=epochs, verbose=0)
+"""
+_QAT_CONVERT = """    converter = tf.lite.TFLiteConverter.from_keras_model(aware)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    Path(tflite_path).write_bytes(converter.convert())
+    return {}
+"""
+
+
+def _qat(wrap: str = _QAT_WRAP, fit: str = _QAT_FIT, convert: str = _QAT_CONVERT) -> str:
+    """Exercise 5's answer with one of its steps replaced."""
+    return _QAT_HEAD + wrap + fit + convert
 
 
 # grade_id of the solution cell -> {short description: full replacement source of that cell}
@@ -196,35 +230,73 @@ def evaluate_tflite(model_bytes, x, y):
     return float(np.mean(scores.argmax(-1) == np.asarray(y)))
 """,
     },
-    "ex_04_choose": {
-        "sort by size, first row within reach": _choose(
-            """    float_accuracy = [r["accuracy"] for r in rows if r["variant"] == "TFLite float"][0]
-    for row in sorted(rows, key=lambda r: r["KB"]):
-        if float_accuracy - row["accuracy"] <= points / 100:
-            return row["variant"]
-"""
-        ),
-        "compares in percentage points": _choose(
-            """    base = {r["variant"]: r["accuracy"] for r in rows}["TFLite float"]
-    within = [r for r in rows if 100 * (base - r["accuracy"]) <= points]
-    return sorted(within, key=lambda r: r["KB"])[0]["variant"]
-"""
-        ),
-        "one loop keeping the best so far, points * 0.01": _choose(
-            """    baseline = next(r for r in rows if r["variant"] == "TFLite float")["accuracy"]
-    best = None
-    for row in rows:
-        if row["accuracy"] >= baseline - points * 0.01 and (best is None or row["KB"] < best["KB"]):
-            best = row
-    return best["variant"]
-"""
-        ),
-    },
     "quiz_04_1": {
         "upper case": 'quiz_04_1 = "D"\n',
         "parentheses and spaces": 'quiz_04_1 = " (d) "\n',
     },
     "quiz_04_2": {"upper case": 'quiz_04_2 = "B"\n', "parentheses": 'quiz_04_2 = "(b)"\n'},
+    "ex_04_qat": {
+        "annotate layer by layer with clone_model, representative data given anyway": _qat(
+            wrap="""    scheme = default_n_bit.DefaultNBitQuantizeScheme(num_bits_weight=weight_bits)
+
+    def annotate(layer):
+        clone = layer.__class__.from_config(layer.get_config())
+        if isinstance(layer, keras.layers.Dense):
+            return tfmot.quantization.keras.quantize_annotate_layer(clone)
+        return clone
+
+    annotated = keras.models.clone_model(model, clone_function=annotate)
+    annotated.set_weights(model.get_weights())
+    with tfmot.quantization.keras.quantize_scope():
+        aware = tfmot.quantization.keras.quantize_apply(annotated, scheme=scheme)
+""",
+            convert="""    converter = tf.lite.TFLiteConverter.from_keras_model(aware)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    images = data.scale(digits.x_train[:100]).astype("float32")
+    converter.representative_dataset = lambda: ([image[None]] for image in images)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    with open(tflite_path, "wb") as f:
+        f.write(converter.convert())
+""",
+        ),
+        "tf.keras (tf_keras in this process), validation data, SavedModel conversion": """def quantization_aware(float_model, tflite_path, weight_bits=8, epochs=1, learning_rate=1e-3):
+    import tempfile
+
+    import tensorflow as tf
+    import tensorflow_model_optimization as tfmot
+    from tensorflow_model_optimization.quantization.keras.experimental.default_n_bit import (
+        DefaultNBitQuantizeScheme,
+    )
+
+    from scalelab import data
+
+    digits = data.load("digits")
+    model = tf.keras.models.load_model(float_model)
+    annotated = tfmot.quantization.keras.quantize_annotate_model(model)
+    with tfmot.quantization.keras.quantize_scope():
+        aware = tfmot.quantization.keras.quantize_apply(
+            annotated, DefaultNBitQuantizeScheme(num_bits_weight=weight_bits, num_bits_activation=8)
+        )
+    aware.compile(
+        optimizer=tf.keras.optimizers.Adam(learning_rate=learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    history = aware.fit(
+        data.scale(digits.x_train), digits.y_train, epochs=epochs, batch_size=32, verbose=0,
+        validation_data=(data.scale(digits.x_valid), digits.y_valid),
+    )
+    folder = tempfile.mkdtemp()
+    tf.saved_model.save(aware, folder)
+    converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    open(tflite_path, "wb").write(converter.convert())
+    return {"val_accuracy": history.history["val_accuracy"]}
+""",
+    },
 }
 
 WRONG = {
@@ -341,53 +413,29 @@ WRONG = {
     return float(np.mean(probabilities.argmax(axis=1) == y))
 """,
     },
-    "ex_04_choose": {
-        "smallest overall, accuracy ignored": _choose(
-            '    return min(rows, key=lambda r: r["KB"])["variant"]\n'
-        ),
-        "compares points with fractions (no / 100)": _choose(
-            """    baseline = next(r["accuracy"] for r in rows if r["variant"] == "TFLite float")
-    good = [r for r in rows if r["accuracy"] >= baseline - points]
-    return min(good, key=lambda r: r["KB"])["variant"]
-"""
-        ),
-        "most accurate row as the baseline": _choose(
-            """    baseline = max(r["accuracy"] for r in rows)
-    good = [r for r in rows if r["accuracy"] >= baseline - points / 100]
-    return min(good, key=lambda r: r["KB"])["variant"]
-"""
-        ),
-        "first row as the baseline": _choose(
-            """    baseline = rows[0]["accuracy"]
-    good = [r for r in rows if r["accuracy"] >= baseline - points / 100]
-    return min(good, key=lambda r: r["KB"])["variant"]
-"""
-        ),
-        "strictly less than points below": _choose(
-            """    baseline = next(r["accuracy"] for r in rows if r["variant"] == "TFLite float")
-    good = [r for r in rows if baseline - r["accuracy"] < points / 100]
-    return min(good, key=lambda r: r["KB"])["variant"]
-"""
-        ),
-        "distance either way (a more accurate row is excluded)": _choose(
-            """    baseline = next(r["accuracy"] for r in rows if r["variant"] == "TFLite float")
-    good = [r for r in rows if abs(r["accuracy"] - baseline) <= points / 100]
-    return min(good, key=lambda r: r["KB"])["variant"]
-"""
-        ),
-        "returns the row, not its name": _choose(
-            """    baseline = next(r["accuracy"] for r in rows if r["variant"] == "TFLite float")
-    good = [r for r in rows if r["accuracy"] >= baseline - points / 100]
-    return min(good, key=lambda r: r["KB"])
-"""
-        ),
-    },
     "quiz_04_1": {
         "c": 'quiz_04_1 = "c"\n',
         "a": 'quiz_04_1 = "a"\n',
         "the option's words": 'quiz_04_1 = "remove layers"\n',
     },
     "quiz_04_2": {"a": 'quiz_04_2 = "a"\n', "d": 'quiz_04_2 = "d"\n'},
+    "ex_04_qat": {
+        "quantize_model: 8-bit weights, weight_bits ignored": _qat(
+            wrap="    aware = tfmot.quantization.keras.quantize_model(model)\n"
+        ),
+        "no fine-tuning (post-training only: learning rate 0)": _qat(
+            fit=_QAT_FIT.replace("Adam(learning_rate)", "Adam(0.0)")
+        ),
+        "float inputs and outputs": _qat(
+            convert=_QAT_CONVERT.replace(
+                "    converter.inference_input_type = tf.int8\n", ""
+            ).replace("    converter.inference_output_type = tf.int8\n", "")
+        ),
+        "converts the float model, not the QAT one": _qat(
+            convert=_QAT_CONVERT.replace("from_keras_model(aware)", "from_keras_model(model)")
+        ),
+        "writes nothing": _qat(convert="    return {}\n"),
+    },
 }
 
 
@@ -417,4 +465,27 @@ CLAIMS = {
     "became 8 operators": (lambda results: results["op_counts"]["tflite"], 8, 8),
     "a few hundred test": (lambda results: results["test_images"], 200, 999),
     "one image is 0.3 points": (lambda results: 100 / results["test_images"], 0.25, 0.35),
+    "a little **larger** than dynamic": (
+        lambda results: _kb(results, "TFLite int8") / _kb(results, "TFLite dynamic"),
+        1.0,
+        1.3,
+    ),
+    "Eight bits cost nothing measurable": (
+        lambda results: abs(results["qat"]["float"] - results["qat"]["8-bit post-training"]),
+        0.0,
+        0.01,
+    ),
+    "loses more than ten accuracy points": (
+        lambda results: results["qat"]["float"] - results["qat"]["2-bit post-training"],
+        0.1,
+        1.0,
+    ),
+    "wins most of them back": (
+        lambda results: (
+            (results["qat"]["2-bit quantization-aware"] - results["qat"]["2-bit post-training"])
+            / (results["qat"]["float"] - results["qat"]["2-bit post-training"])
+        ),
+        0.5,
+        1.5,
+    ),
 }

@@ -15,7 +15,7 @@ MODES = ("float", "dynamic", "float16", "int8")
 QUIZ = {"quiz_04_1": "d", "quiz_04_2": "b"}
 
 
-def representative_dataset(images: Sequence[Any], n: int = 100) -> Iterator[list[np.ndarray]]:
+def representative_dataset(images: Sequence[Any] | np.ndarray, n: int = 100) -> Iterator[list[np.ndarray]]:
     """Exercise 1: yield [one float32 image with a batch dimension] for the first n images."""
     for image in np.asarray(images[:n], dtype=np.float32):
         yield [image[None]]
@@ -53,10 +53,47 @@ def evaluate_tflite(model_bytes: bytes, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(predictions.argmax(axis=1) == np.asarray(y)))
 
 
-def smallest_within(rows: Sequence[dict[str, Any]], points: float = 1.0) -> str:
-    """Exercise 4: name of the smallest variant at most `points` accuracy points below TFLite
-    float."""
-    baseline = next(r["accuracy"] for r in rows if r["variant"] == "TFLite float")
-    good = [r for r in rows if r["accuracy"] >= baseline - points / 100]
-    smallest: str = min(good, key=lambda r: r["KB"])["variant"]
-    return smallest
+def quantization_aware(
+    float_model: str,
+    tflite_path: str,
+    weight_bits: int = 8,
+    epochs: int = 1,
+    learning_rate: float = 1e-3,
+) -> dict[str, Any]:
+    """Exercise 5 (runs in a tf_keras process): fine-tune the model with fake quantization
+    (`weight_bits`-bit weights, 8-bit activations), write it as a full-integer .tflite."""
+    from pathlib import Path
+
+    import numpy as np
+    import tensorflow as tf
+    import tensorflow_model_optimization as tfmot
+    import tf_keras as keras
+    from tensorflow_model_optimization.quantization.keras.experimental import default_n_bit
+
+    from scalelab import data
+
+    digits = data.load("digits")
+    x, y = data.scale(digits.x_train), digits.y_train
+    model = keras.models.load_model(float_model)
+    scheme = default_n_bit.DefaultNBitQuantizeScheme(
+        num_bits_weight=weight_bits, num_bits_activation=8
+    )
+    annotated = tfmot.quantization.keras.quantize_annotate_model(model)
+    with tfmot.quantization.keras.quantize_scope():
+        aware = tfmot.quantization.keras.quantize_apply(annotated, scheme)
+    aware.compile(
+        keras.optimizers.Adam(learning_rate),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    history = aware.fit(x, y, epochs=epochs, verbose=0)
+    converter = tf.lite.TFLiteConverter.from_keras_model(aware)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    Path(tflite_path).write_bytes(converter.convert())
+    return {
+        "layers": [type(layer).__name__ for layer in aware.layers],
+        "loss": [float(v) for v in history.history["loss"]],
+        "samples": int(np.shape(x)[0]),
+    }

@@ -15,7 +15,9 @@ MODES = ("float", "dynamic", "float16", "int8")
 QUIZ = {"quiz_04_1": "d", "quiz_04_2": "b"}
 
 
-def representative_dataset(images: Sequence[Any] | np.ndarray, n: int = 100) -> Iterator[list[np.ndarray]]:
+def representative_dataset(
+    images: Sequence[Any] | np.ndarray, n: int = 100
+) -> Iterator[list[np.ndarray]]:
     """Exercise 1: yield [one float32 image with a batch dimension] for the first n images."""
     for image in np.asarray(images[:n], dtype=np.float32):
         yield [image[None]]

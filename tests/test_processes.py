@@ -1,0 +1,61 @@
+"""A learner's function run as its own program: results, plain errors, deadlines, fallback."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from scalelab import course, processes
+
+
+def doubled_as_numpy(x):
+    import numpy as np
+
+    return {"twice": np.float32(2 * x), "list": np.arange(2)}
+
+
+def crashes():
+    raise ValueError("the learner's bug")
+
+
+def hangs():
+    import time
+
+    time.sleep(60)
+
+
+def test_run_function_returns_what_the_function_returns_with_numpy_as_plain_values():
+    assert processes.run_function(doubled_as_numpy, {"x": 3}, what="double", timeout=60) == {
+        "twice": 6.0,
+        "list": [0, 1],
+    }
+
+
+def test_run_function_that_raises_names_the_program_and_quotes_its_traceback():
+    with pytest.raises(RuntimeError, match="your program failed") as failed:
+        processes.run_function(crashes, what="your program", timeout=60)
+    assert "ValueError: the learner's bug" in str(failed.value)
+
+
+def test_run_function_that_hangs_is_stopped_at_its_deadline_and_says_so():
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="did not finish within 3 s"):
+        processes.run_function(hangs, what="a hanging program", timeout=3)
+    assert time.monotonic() - started < 30
+
+
+def test_a_lambda_cannot_be_shipped_and_the_error_says_to_use_def(tmp_path):
+    with pytest.raises(ValueError, match="defined with def"):
+        processes.function_program(lambda: None, tmp_path)
+
+
+def test_run_program_falls_back_to_the_reference_and_prints_why(capsys):
+    def run(program):
+        return program()
+
+    def reference():
+        return "reference"
+
+    assert course.run_program(lambda: crashes, reference, run) == "reference"
+    assert "ValueError" in capsys.readouterr().out

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from scalelab import bench
+from scalelab import bench, netem
 from scalelab.netem import ThrottledLink
 
 
@@ -169,3 +169,107 @@ def test_link_ratios_read_rows():
         for p, v in (("REST row", 10.0), ("REST gzip", 15.0), ("gRPC", 40.0))
     ]
     assert bench.link_ratios(rows, "l", 8) == {"gRPC/REST row": 4.0, "REST gzip/REST row": 1.5}
+
+
+def test_a_tap_counts_what_reaches_the_target(echo):
+    with ThrottledLink("127.0.0.1", echo.port, mbit_per_s=0, rtt_ms=0) as link:
+        assert exchange(link.port, b"x" * 1000) == b"x" * 1000
+    with netem.tap(f"http://127.0.0.1:{echo.port}") as tapped:
+        assert tapped.target == ("127.0.0.1", echo.port) and tapped.describe().startswith(
+            "unlimited"
+        )
+        assert exchange(tapped.port, b"y" * 5000) == b"y" * 5000
+    assert tapped.bytes_up == tapped.bytes_down == 5000
+    assert netem.tap(f"127.0.0.1:{echo.port}").target == ("127.0.0.1", echo.port)
+
+
+def _post_many(url: str, clients: int, each: int, shared: bool = False) -> list[int]:
+    """Status codes of `each` POSTs from `clients` threads, a session per thread unless shared."""
+    import requests
+
+    codes: list[int] = []
+    common = requests.Session()
+
+    def client() -> None:
+        session = common if shared else requests.Session()
+        for _ in range(each):
+            codes.append(session.post(url, data=b"{}", timeout=10).status_code)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return codes
+
+
+def test_scripted_server_fails_every_kth_request_and_counts():
+    with bench.ScriptedServer(delay_s=0.05, fail_every=3) as server:
+        codes = _post_many(server.url, clients=3, each=3)
+    assert sorted(codes) == [200] * 6 + [500] * 3
+    assert server.requests == 9 and server.connections == 3
+    assert 2 <= server.max_in_flight <= 3  # three clients waiting 50 ms each overlap
+
+
+def test_sessions_by_thread_sees_a_shared_session():
+    with bench.ScriptedServer(delay_s=0.05) as server:  # the threads overlap, so ids differ
+        with bench.sessions_by_thread() as own:
+            _post_many(server.url, clients=3, each=2)
+        with bench.sessions_by_thread() as shared:
+            _post_many(server.url, clients=3, each=2, shared=True)
+    assert len(own) == 3 and all(len(threads) == 1 for threads in own.values())
+    assert len(shared) == 1 and len(next(iter(shared.values()))) >= 2
+    import requests
+
+    assert (
+        requests.Session.send.__name__ == "send" and "bench" not in requests.Session.send.__module__
+    )
+
+
+def test_call_within_fails_a_call_that_hangs_and_a_stalled_server_ends_it():
+    import requests
+
+    with bench.ScriptedServer(stall=True) as server:
+        with pytest.raises(AssertionError, match=r"did not return within 0\.5 s"):
+            bench.call_within(0.5, requests.post, server.url, data=b"{}")
+        with pytest.raises(requests.Timeout):
+            bench.call_within(10, requests.post, server.url, data=b"{}", timeout=0.2)
+    assert bench.call_within(5, sum, [1, 2]) == 3
+    with pytest.raises(requests.ConnectionError):
+        requests.post(bench.refused_url(), data=b"{}", timeout=5)
+
+
+def test_spread_and_load_summary():
+    assert bench.spread([1.0, 2.0, 3.0, 4.0, 100.0]) == {
+        "median": 3.0,
+        "q25": 2.0,
+        "q75": 4.0,
+        "min": 1.0,
+        "max": 100.0,
+    }
+    assert all(v != v for v in bench.spread([]).values())  # NaN when nothing was measured
+    row = bench.load_summary({"latencies": [0.001, 0.003], "errors": ["x"], "seconds": 0.5}, 2, 4)
+    assert row["requests"] == 2 and row["errors"] == 1 and row["p50 ms"] == 2.0
+    assert row["requests/s"] == 4.0 and row["instances/s"] == 16.0 and row["clients"] == 2
+
+
+class _FakeClient:
+    """Stands in for RestClient/GrpcClient: encodes, sends and decodes bytes."""
+
+    def body(self, batch):
+        return bytes(len(batch))
+
+    def send(self, body):
+        return body + b"!"
+
+    @staticmethod
+    def decode(content):
+        return {"output": content}
+
+
+def test_request_parts_add_up_to_their_whole():
+    rows = bench.request_parts(_FakeClient(), [1, 2, 3], repeats=4)
+    assert len(rows) == 4
+    for row in rows:
+        parts = row["encode ms"] + row["round trip ms"] + row["decode ms"]
+        assert abs(parts - row["whole ms"]) < 1e-9 and row["whole ms"] >= row["encode ms"] >= 0

@@ -97,6 +97,26 @@ def check_03_rest_vs_grpc(results: dict, workdir: Path) -> None:
         sent = {(r["link"], r["protocol"]): r["bytes sent/instance"] for r in rows}
         assert sent[("loopback", "REST gzip")] < sent[("loopback", "REST row")], key
     assert len(results["link_ratios"]) >= 3 * 2, results["link_ratios"]
+    # Compressed requests, as counted by netem.tap on their way to the server.
+    wire = {
+        (r["model"], r["request"]): r["bytes to the server"] for r in results["bytes_to_the_server"]
+    }
+    for api in ("REST", "gRPC"):
+        assert wire[("digits", f"{api} gzip")] < wire[("digits", api)] / 2, wire
+    # Parts timed inside their request: each part within its whole, shares never above 1.
+    for name, requests in results["request_parts_2_photos"].items():
+        assert len(requests) >= 3, name
+        for parts in requests:
+            pieces = parts["encode ms"] + parts["round trip ms"] + parts["decode ms"]
+            assert abs(pieces - parts["whole ms"]) < 1e-6 * parts["whole ms"] + 1e-3, parts
+    assert 0 < results["json_encode_share_of_rest_request"]["median"] <= 1
+    for row in steps:  # every part with its spread over the repeats
+        assert all(
+            row["spread"][part]["q25"] <= row["spread"][part]["q75"] for part in row["spread"]
+        )
+    # The load generator's rows: every request answered, as many as asked for.
+    for row in results["concurrency"]:
+        assert row["errors"] == 0 and row["requests"] >= 390, row
 
 
 def check_04_tflite(results: dict, workdir: Path) -> None:
@@ -253,6 +273,10 @@ class _GradeVariantsAfterRun(PapermillNotebookClient):
 
     def grade_variants(self, index: int) -> list[dict]:
         outcomes = []
+        data = chapter_data(self.chapter)
+        # A chapter whose tests need what its last cells stopped (a server) starts it again here.
+        before = self.run(getattr(data, "BEFORE_VARIANTS", ""), index)
+        assert before is None, f"BEFORE_VARIANTS failed: {before}"
         for grade_id, sources in code_exercises(self.chapter).items():
             names = sorted(bound_names(sources["solution"]))
             forget = f"for _name in {names}: globals().pop(_name, None)"
@@ -274,6 +298,7 @@ class _GradeVariantsAfterRun(PapermillNotebookClient):
             assert restored is None, (
                 f"{grade_id}: the solution fails after its variants: {restored}"
             )
+        self.run(getattr(data, "AFTER_VARIANTS", ""), index)
         return outcomes
 
 

@@ -17,9 +17,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -311,6 +310,223 @@ def ratio(rows: Sequence[dict[str, Any]], batch_size: int, column: str = "instan
     return value["gRPC"] / value["REST row"]
 
 
+# --- many clients: the gRPC side of the load, summaries, and servers that misbehave -------
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Median, quartiles, min and max of `values` (NaN if none): what repeats support."""
+    if not len(values):
+        nan = float("nan")
+        return {"median": nan, "q25": nan, "q75": nan, "min": nan, "max": nan}
+    q25, median, q75 = (float(v) for v in np.percentile(np.asarray(values, float), [25, 50, 75]))
+    return {
+        "median": median,
+        "q25": q25,
+        "q75": q75,
+        "min": float(np.min(values)),
+        "max": float(np.max(values)),
+    }
+
+
+def load_summary(result: dict[str, Any], clients: int, instances: int = 1) -> dict[str, Any]:
+    """A load generator's {"latencies", "errors", "seconds"} as one row, like run_load's."""
+    latencies, seconds = list(result["latencies"]), max(float(result["seconds"]), 1e-9)
+    return {
+        "clients": clients,
+        "batch size": instances,
+        "requests": len(latencies),
+        "errors": len(result["errors"]),
+        "p50 ms": round(percentile_ms(latencies, 50), 3),
+        "p90 ms": round(percentile_ms(latencies, 90), 3),
+        "p99 ms": round(percentile_ms(latencies, 99), 3),
+        "requests/s": round(len(latencies) / seconds, 1),
+        "instances/s": round(len(latencies) * instances / seconds, 1),
+    }
+
+
+def grpc_load(
+    target: str, request: Any, clients: int, requests_per_client: int, timeout: float = 10.0
+) -> dict[str, Any]:
+    """The gRPC load generator: `clients` threads share one channel (channels are thread-safe).
+
+    Each thread calls Predict `requests_per_client` times with a deadline of `timeout` seconds;
+    returns {"latencies": [s of each answered call], "errors": [each failure], "seconds": wall}.
+    """
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    with grpc.insecure_channel(target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+        def client() -> None:
+            for _ in range(requests_per_client):
+                started = time.perf_counter()
+                try:
+                    stub.Predict(request, timeout=timeout)
+                except grpc.RpcError as error:
+                    with lock:
+                        errors.append(f"{error.code().name}: {error.details()}")
+                    continue
+                with lock:
+                    latencies.append(time.perf_counter() - started)
+
+        began = time.perf_counter()
+        threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seconds = time.perf_counter() - began
+    return {"latencies": latencies, "errors": errors, "seconds": seconds}
+
+
+@contextmanager
+def sessions_by_thread() -> Iterator[dict[int, set[int]]]:
+    """While the block runs, note which threads send through each requests.Session.
+
+    Yields {id(session): {thread ids}}; the sessions are kept alive until the block ends, so an
+    id is never reused for another session in the meantime. A thread's id may be reused once the
+    thread has ended: only threads that overlap in time are sure to count apart.
+    """
+    import requests
+
+    seen: dict[int, set[int]] = {}
+    alive: list[Any] = []
+    lock = threading.Lock()
+    original = requests.Session.send
+
+    def send(self: Any, request: Any, **kwargs: Any) -> Any:
+        with lock:
+            if id(self) not in seen:
+                alive.append(self)
+            seen.setdefault(id(self), set()).add(threading.get_ident())
+        return original(self, request, **kwargs)
+
+    setattr(requests.Session, "send", send)  # noqa: B010
+    try:
+        yield seen
+    finally:
+        setattr(requests.Session, "send", original)  # noqa: B010
+        alive.clear()
+
+
+class ScriptedServer:
+    """An HTTP/1.1 server on 127.0.0.1 that answers every request as scripted, and counts.
+
+    `delay_s`: wait before each answer; `fail_every`: every k-th request answers 500;
+    `stall`: read requests and never answer (until close()). `connections`, `requests` and
+    `max_in_flight` (requests being answered at once) count what arrived. Use `url` as a base
+    URL, and the server as a context manager.
+    """
+
+    ANSWER = b'{"predictions": [[0.5, 0.5]]}'
+
+    def __init__(self, *, delay_s: float = 0.0, fail_every: int = 0, stall: bool = False) -> None:
+        import socket
+
+        self.delay_s, self.fail_every, self.stall = delay_s, fail_every, stall
+        self.connections = self.requests = self.max_in_flight = 0
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._open: list[Any] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True, name="scripted-server").start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+                self._open.append(connection)
+            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+
+    def _serve(self, connection: Any) -> None:
+        try:
+            for _ in _http_requests(connection):
+                with self._lock:
+                    self.requests += 1
+                    number = self.requests
+                    self._in_flight += 1
+                    self.max_in_flight = max(self.max_in_flight, self._in_flight)
+                if self.stall:
+                    self._closed.wait()
+                    return
+                self._closed.wait(self.delay_s)
+                with self._lock:
+                    self._in_flight -= 1
+                failed = self.fail_every and number % self.fail_every == 0
+                status, body = (
+                    (500, b'{"error": "scripted failure"}') if failed else (200, self.ANSWER)
+                )
+                connection.sendall(_http_answer(status, body))
+        except OSError:
+            return
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        """Stop listening and drop every connection (stalled requests end with an error)."""
+        import socket
+
+        self._closed.set()
+        self._listener.close()
+        with self._lock:
+            connections, self._open = self._open, []
+        for connection in connections:
+            with suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> ScriptedServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def call_within(seconds: float, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`fn(*args, **kwargs)`, or AssertionError if it has not returned after `seconds`.
+
+    The call runs in a daemon thread, so a call that hangs (a request without a timeout to a
+    server that never answers) fails the test that made it instead of hanging the notebook.
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = fn(*args, **kwargs)
+        except BaseException as error:  # handed to the caller below
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True, name="call-within")
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        name = getattr(fn, "__name__", repr(fn))
+        raise AssertionError(
+            f"{name} did not return within {seconds:g} s: does every request have a timeout?"
+        )
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def refused_url() -> str:
+    """The URL of a port on 127.0.0.1 nothing listens on (a server that is down)."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
 # --- which server produced a measurement ---------------------------------------------------
 
 
@@ -324,6 +540,38 @@ def describe_server(server: Any) -> str:
 
 
 # --- where the time goes -------------------------------------------------------------------
+
+
+def _http_requests(connection: Any) -> Iterator[dict[bytes, bytes]]:
+    """The header fields (lower-case names) of each HTTP/1.1 request read from `connection`."""
+    import socket
+
+    connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buffer = b""
+    while True:
+        while b"\r\n\r\n" not in buffer:
+            data = connection.recv(65536)
+            if not data:
+                return
+            buffer += data
+        head, buffer = buffer.split(b"\r\n\r\n", 1)
+        fields = dict(line.split(b":", 1) for line in head.split(b"\r\n")[1:] if b":" in line)
+        fields = {k.strip().lower(): v.strip() for k, v in fields.items()}
+        length = int(fields.get(b"content-length", b"0"))
+        while len(buffer) < length:
+            data = connection.recv(max(65536, length - len(buffer)))
+            if not data:
+                return
+            buffer += data
+        buffer = buffer[length:]
+        yield fields
+
+
+def _http_answer(status: int, body: bytes) -> bytes:
+    """An HTTP/1.1 answer with a JSON body."""
+    reason = {200: "OK", 500: "Internal Server Error"}.get(status, "Error")
+    head = f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+    return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
 class _HttpSink:
@@ -351,35 +599,10 @@ class _HttpSink:
 
     @staticmethod
     def _serve(connection: Any) -> None:
-        import socket
-
-        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        buffer = b""
         try:
-            while True:
-                while b"\r\n\r\n" not in buffer:
-                    data = connection.recv(65536)
-                    if not data:
-                        return
-                    buffer += data
-                head, buffer = buffer.split(b"\r\n\r\n", 1)
-                fields = dict(
-                    line.split(b":", 1) for line in head.split(b"\r\n")[1:] if b":" in line
-                )
-                fields = {k.strip().lower(): v.strip() for k, v in fields.items()}
-                length = int(fields.get(b"content-length", b"0"))
-                while len(buffer) < length:
-                    data = connection.recv(max(65536, length - len(buffer)))
-                    if not data:
-                        return
-                    buffer += data
-                buffer = buffer[length:]
+            for fields in _http_requests(connection):
                 size = int(fields.get(b"x-reply-bytes", b"0"))
-                connection.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    + f"Content-Length: {size}\r\n\r\n".encode()
-                    + b" " * size
-                )
+                connection.sendall(_http_answer(200, b" " * size))
         except OSError:
             return
         finally:
@@ -457,6 +680,19 @@ def _sink_sender(sink: Any, body: bytes, reply_bytes: int) -> Callable[[], bytes
     return lambda: sink.session.post(sink.url, data=body, headers=headers, timeout=120).content
 
 
+def request_parts(
+    client: RestClient | GrpcClient, batch: np.ndarray, repeats: int
+) -> list[dict[str, float]]:
+    """Time `repeats` whole requests of `batch` and their parts, each part inside its request.
+
+    One row per request (after one unmeasured): "encode ms" (arrays to body), "round trip ms"
+    (send the body, get the answer), "decode ms" (answer to arrays) and "whole ms", their sum,
+    so a part is never timed in other conditions than its whole.
+    """
+    client.decode(client.send(client.body(batch)))  # warms the connection and the server up
+    return [_one_request(client, batch) for _ in range(repeats)]
+
+
 def time_breakdown(
     rest_url: str,
     grpc_target: str,
@@ -468,18 +704,22 @@ def time_breakdown(
 ) -> list[dict[str, Any]]:
     """Where a predict request's time goes, per protocol and batch size, on any TF Serving.
 
-    Timed on the client, so it works against a real TF Serving too: *encode* (arrays to the
-    request body), the *round trip* with that body already encoded, and *decode* (the answer to
-    arrays). The same client then sends bodies of the same sizes to a do-nothing server on this
-    machine and gets answers of the answer's size: that is *transfer* (client library, HTTP or
-    gRPC framing, the wire). *server* = round trip - transfer: what the model server spends on
-    the request (parsing, inference, writing the answer). Medians of `repeats` calls (fewer for
-    big batches); one row per (protocol, batch size).
+    Timed on the client, so it works against a real TF Serving too. Each repeat is one whole
+    request split into *encode* (arrays to the request body), the *round trip* with that body and
+    *decode* (the answer to arrays), followed at once by the same body sent by the same client to
+    a do-nothing server on this machine that answers as many bytes: *transfer* (client library,
+    HTTP or gRPC framing, the wire). *server* = round trip - transfer: what the model server
+    spends (parsing, inference, writing the answer). The repeats go round every (protocol, batch
+    size) in turn, so a busy moment of the machine falls on all of them alike rather than on one.
+    One row per (protocol, batch size): the median of each part over `repeats` requests (fewer
+    for big batches), and under "spread" each part's quartiles and range over them, so what is
+    printed keeps to what they support.
     """
     clients = _clients(rest_url, grpc_target, model, protocols)
     http_sink, grpc_sink = _HttpSink(), _GrpcSink()
     sinks: dict[str, Any] = {}
-    rows = []
+    parts_of = ("encode ms", "transfer ms", "server ms", "decode ms", "total ms")
+    cells: dict[tuple[int, str], dict[str, Any]] = {}
     try:
         for name, client in clients.items():
             if isinstance(client, GrpcClient):
@@ -488,51 +728,85 @@ def time_breakdown(
                 sinks[name] = RestClient(
                     http_sink.url, model, columnar=client.columnar, compress=client.compress
                 )
-        for batch_size in batch_sizes:
+        for batch_size in batch_sizes:  # warm every connection, server path and sink up
             batch = np.resize(images, (batch_size, *images.shape[1:]))
-            reps = max(5, repeats // max(1, batch_size // 256))
             for name, client in clients.items():
-                errors = 0
-                encode_ms, body = _median_ms(partial(client.body, batch), reps)
+                body, answer, errors = client.body(batch), b"", 0
                 try:
-                    answer = client.send(body)  # warms up the connection and the server
-                    decode_ms, _ = _median_ms(partial(client.decode, answer), reps)
+                    answer = client.send(body)
                 except Exception:  # counted, as run_load does: a benchmark reports failures
                     errors += 1
-                    answer, decode_ms = b"", float("nan")
                 send = _sink_sender(sinks[name], body, len(answer))
                 send()
-                trips, transfers = [], []
-                for _ in range(reps if not errors else 0):  # alternate, so both see the same load
-                    trips.append(_median_ms(partial(client.send, body), 1)[0])
-                    transfers.append(_median_ms(send, 1)[0])
-                round_ms = float(np.median(trips)) if trips else float("nan")
-                transfer_ms = float(np.median(transfers)) if transfers else _median_ms(send, 3)[0]
-                server_ms = max(round_ms - transfer_ms, 0.0)
-                total_ms = encode_ms + round_ms + decode_ms
-                rows.append(
-                    {
-                        "protocol": name,
-                        "batch size": batch_size,
-                        "encode ms": round(encode_ms, 3),
-                        "transfer ms": round(transfer_ms, 3),
-                        "server ms": round(server_ms, 3),
-                        "decode ms": round(decode_ms, 3),
-                        "total ms": round(total_ms, 3),
-                        "server share": round(server_ms / total_ms, 3) if total_ms else 0.0,
-                        "request bytes": len(body),
-                        "response bytes": len(answer),
-                        "repeats": reps,
-                        "errors": errors,
-                    }
-                )
+                cells[(batch_size, name)] = {
+                    "batch": batch,
+                    "body": body,
+                    "answer": answer,
+                    "errors": errors,
+                    "send": send,
+                    "reps": 0 if errors else max(5, repeats // max(1, batch_size // 256)),
+                    "parts": {part: [] for part in parts_of},
+                }
+        for turn in range(max(cell["reps"] for cell in cells.values())):
+            for (_, name), cell in cells.items():
+                if turn >= cell["reps"]:
+                    continue
+                request = _one_request(clients[name], cell["batch"])
+                started = time.perf_counter()
+                cell["send"]()
+                transfer = 1000 * (time.perf_counter() - started)
+                parts = cell["parts"]
+                parts["encode ms"].append(request["encode ms"])
+                parts["transfer ms"].append(transfer)
+                parts["server ms"].append(request["round trip ms"] - transfer)
+                parts["decode ms"].append(request["decode ms"])
+                parts["total ms"].append(request["whole ms"])
     finally:
         for client in [*clients.values(), *sinks.values()]:
             if isinstance(client, GrpcClient):
                 client.close()
         http_sink.close()
         grpc_sink.close()
+    rows = []
+    for (batch_size, name), cell in cells.items():
+        median = {part: spread(values)["median"] for part, values in cell["parts"].items()}
+        total, server = median["total ms"], max(median["server ms"], 0.0)
+        rows.append(
+            {
+                "protocol": name,
+                "batch size": batch_size,
+                **{part: round(median[part], 3) for part in STEP_COLUMNS},
+                "server ms": round(server, 3),
+                "total ms": round(total, 3),
+                "server share": round(server / total, 3) if total > 0 else 0.0,
+                "request bytes": len(cell["body"]),
+                "response bytes": len(cell["answer"]),
+                "repeats": cell["reps"],
+                "errors": cell["errors"],
+                "spread": {
+                    part: {k: round(v, 3) for k, v in spread(values).items()}
+                    for part, values in cell["parts"].items()
+                },
+            }
+        )
     return rows
+
+
+def _one_request(client: RestClient | GrpcClient, batch: np.ndarray) -> dict[str, float]:
+    """One request of `batch`, timed part by part: encode, round trip, decode, whole (ms)."""
+    began = time.perf_counter()
+    body = client.body(batch)
+    encoded = time.perf_counter()
+    answer = client.send(body)
+    answered = time.perf_counter()
+    client.decode(answer)
+    done = time.perf_counter()
+    return {
+        "encode ms": 1000 * (encoded - began),
+        "round trip ms": 1000 * (answered - encoded),
+        "decode ms": 1000 * (done - answered),
+        "whole ms": 1000 * (done - began),
+    }
 
 
 # --- through a slower network --------------------------------------------------------------

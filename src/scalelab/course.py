@@ -39,7 +39,7 @@ SIZES: dict[str, dict[str, tuple[Any, Any]]] = {
         "link_batches": ([1, 1024], [1, 256, 1024]),
         "link_requests": (6, 30),
         "photo_link_requests": (2, 10),
-        "encode_repeats": (3, 7),
+        "encode_repeats": (5, 9),
     },
     "04_tflite": {"epochs": (5, 20), "qat_epochs": (1, 3)},
     "05_distribution": {"epochs": (5, 10), "steps": (10, 50)},

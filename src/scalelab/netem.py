@@ -11,6 +11,8 @@ works below HTTP, so REST (HTTP/1.1) and gRPC (HTTP/2) go through it alike::
     with ThrottledLink("127.0.0.1", 8500, mbit_per_s=10, rtt_ms=40) as link:  # the gRPC port
         grpc.insecure_channel(link.address)
 
+`tap(address)` is the same proxy without limits: it counts the bytes that reach a server.
+
 No root, no `tc netem`: it is the network a notebook can have. A proxy in Python adds a few
 tens of microseconds per chunk, small next to the delays it emulates; the benchmark in
 `scalelab.bench` measures the link it gets (`measure_link`) rather than trusting the numbers.
@@ -249,3 +251,17 @@ class ThrottledLink(Stoppable):
     def __repr__(self) -> str:
         state = f"listening on {self.address}" if self._listener else "stopped"
         return f"<ThrottledLink {self.describe()} to {self.target[0]}:{self.target[1]}, {state}>"
+
+
+def tap(address: str) -> ThrottledLink:
+    """A link with no limit and no delay to `address` ("http://host:port" or "host:port").
+
+    It forwards as fast as it can and counts the bytes each way (`bytes_up`, `bytes_down`):
+    point a client at its `url` or `address` to see what arrives at the server.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    return ThrottledLink(
+        parts.hostname or "127.0.0.1", int(parts.port or 0), mbit_per_s=0, rtt_ms=0
+    )

@@ -4,7 +4,7 @@ cells fall back to when an exercise is unanswered."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,13 +12,6 @@ import numpy as np
 from scalelab import bench
 
 Row = dict[str, Any]
-
-
-def percentiles_ms(
-    latencies: Sequence[float], qs: Iterable[float] = (50, 90, 99)
-) -> dict[float, float]:
-    """{q: q-th percentile in ms} of latencies in seconds, interpolated linearly (NumPy's way)."""
-    return {q: bench.percentile_ms(latencies, q) for q in qs}
 
 
 def predict_request(images: np.ndarray, model: str = "digits", input_name: str = "images") -> Any:
@@ -58,12 +51,71 @@ def sweep_batch_sizes(
     ]
 
 
-def first_batch_size_above(rows: Sequence[Row], ratio: float) -> int | None:
-    """Smallest batch size where gRPC's instances/s over REST row's exceeds `ratio`, else None."""
-    speed = {(r["protocol"], r["batch size"]): r["instances/s"] for r in rows}
-    sizes: set[int] = {r["batch size"] for r in rows}
-    for size in sorted(sizes):
-        grpc_speed, rest_speed = speed.get(("gRPC", size)), speed.get(("REST row", size))
-        if grpc_speed is not None and rest_speed and grpc_speed / rest_speed > ratio:
-            return size
-    return None
+def gzip_rest_predict(rest_url: str, model: str, images: np.ndarray) -> Any:
+    """POST `images` as row JSON, gzip-compressed (Content-Encoding: gzip); the answer's JSON."""
+    import gzip
+
+    import requests
+
+    body = gzip.compress(json.dumps({"instances": np.asarray(images).tolist()}).encode())
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    answer = requests.post(
+        f"{rest_url}/v1/models/{model}:predict", data=body, headers=headers, timeout=30
+    )
+    answer.raise_for_status()
+    return answer.json()
+
+
+def gzip_grpc_predict(target: str, model: str, images: np.ndarray) -> Any:
+    """Call Predict with `images`, the request compressed with gzip; the PredictResponse."""
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        return stub.Predict(
+            predict_request(images, model), timeout=30, compression=grpc.Compression.Gzip
+        )
+
+
+def load_test(
+    url: str, body: bytes, clients: int, requests_per_client: int, timeout: float = 10.0
+) -> dict[str, Any]:
+    """POST `body` to `url` from `clients` threads, `requests_per_client` times each.
+
+    Each thread keeps its own requests.Session (one connection); every request has a `timeout`.
+    Returns {"latencies": [seconds of each answered request], "errors": [each failure, as text],
+    "seconds": wall-clock time of the whole load}: a failure is an error, never a latency.
+    """
+    import threading
+    import time
+
+    import requests
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    headers = {"Content-Type": "application/json"}
+
+    def client() -> None:
+        with requests.Session() as session:
+            for _ in range(requests_per_client):
+                started = time.perf_counter()
+                try:
+                    answer = session.post(url, data=body, headers=headers, timeout=timeout)
+                    answer.raise_for_status()
+                except requests.RequestException as error:
+                    with lock:
+                        errors.append(f"{type(error).__name__}: {error}")
+                    continue
+                took = time.perf_counter() - started
+                with lock:
+                    latencies.append(took)
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"latencies": latencies, "errors": errors, "seconds": time.perf_counter() - began}

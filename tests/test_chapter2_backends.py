@@ -14,6 +14,7 @@ from pathlib import Path
 
 import papermill
 import pytest
+import requests
 import yaml
 from conftest import REPO
 from test_chapters import CHECKS
@@ -118,3 +119,33 @@ def docker_containers_of(pid: int) -> list:
     with docker_backend._client() as client:
         label = f"{docker_backend.OWNER_LABEL}={pid}"
         return client.containers.list(all=True, filters={"label": label})
+
+
+def test_the_learners_docker_run_command_runs_in_the_engine(tmp_path: Path):
+    """Exercise 1's answer, run for real as its test cell runs it: the reference command serves
+    and answers; a read-write mount is caught by its meaning and by the running container."""
+    from scalelab import data, models, savedmodel
+    from scalelab.answers import ch02
+    from scalelab.serving import argv, graded
+
+    digits = data.load("digits")
+    model, _ = models.train_classifier(digits, epochs=1, hidden=8)
+    base = tmp_path / "served" / "digits"
+    savedmodel.export_classifier(model, base / "1", digits.class_names)
+
+    def answers(server: serving.Server) -> None:
+        body = {"instances": digits.x_test[:2].tolist()}
+        answer = requests.post(f"{server.rest_url}/v1/models/digits:predict", json=body, timeout=30)
+        assert answer.ok and len(answer.json()["predictions"]) == 2, answer.text
+
+    assert argv.problems(ch02.docker_run_argv(base, "digits"), base, "digits") == []
+    assert graded.run_docker_answer(ch02.docker_run_argv, base, answers) == []
+
+    def read_write(base_path, model_name, rest_port=8501, grpc_port=8500):
+        command = ch02.docker_run_argv(base_path, model_name, rest_port, grpc_port)
+        return [part.removesuffix(":ro") for part in command]
+
+    assert any("read-only" in p for p in argv.problems(read_write(base, "digits"), base, "digits"))
+    ran = graded.run_docker_answer(read_write, base, answers)
+    assert ran and "mounted read-write" in ran[0], ran
+    assert docker_containers_of(os.getpid()) == []

@@ -53,6 +53,13 @@ def check_02_tf_serving(results: dict, workdir: Path) -> None:
     assert [row["errors"] for row in results["batching"]] == [0, 0]
     assert (workdir / "models" / "digits" / "0003" / "saved_model.pb").is_file()
     assert (workdir / "models" / "retired" / "digits-2" / "saved_model.pb").is_file()
+    assert min(results["accuracies"].values()) > 0.85, results["accuracies"]  # both answer well
+    assert results["promoted_labels"] == {"stable": 2, "canary": 2}  # moved by editing labels
+    assert results["labels_after_refused_move"] == {"stable": 2, "canary": 2}  # refused: kept
+    starts = results["first_request_ms"]
+    assert [len(starts[kind]) for kind in ("no warm-up", "warm-up")] == [3, 3], starts
+    warm = workdir / "exports" / "warm" / "digits" / "0001" / "assets.extra"
+    assert (warm / "tf_serving_warmup_requests").is_file()
 
 
 def check_03_rest_vs_grpc(results: dict, workdir: Path) -> None:

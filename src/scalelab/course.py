@@ -25,6 +25,8 @@ SIZES: dict[str, dict[str, tuple[Any, Any]]] = {
         "seconds_after_deploy": (1.5, 3.0),
         "canary_requests": (100, 400),
         "batching_requests": (200, 1000),
+        "lone_requests": (40, 200),
+        "warmup_repeats": (3, 7),
     },
     "03_rest_vs_grpc": {
         "requests": (20, 300),

@@ -78,13 +78,13 @@ def test_unsupported_flag_is_refused_by_name_with_log_tail_and_no_process_left(
 ):
     base = models.base("half_plus_two")
     with pytest.raises(serving.ServerStartError) as failure:
-        serving.start(base, backend="local", extra_flags=["--enable_model_warmup=false"])
+        serving.start(base, backend="local", extra_flags=["--tensorflow_intra_op_parallelism=1"])
     assert (
         capsys.readouterr().out == "scalelab.serving: using the local backend (set by backend=).\n"
     )
     message = str(failure.value)
     assert "exited (code 255)" in message and "Last log lines:" in message
-    assert "--enable_model_warmup is a tensorflow_model_server flag" in message
+    assert "--tensorflow_intra_op_parallelism is a tensorflow_model_server flag" in message
     assert processes_mentioning(f"--model_base_path={base}") == []
 
 

@@ -1,10 +1,12 @@
-"""Chapter 2's reference answers: REST request bodies and answers, a gRPC client, an atomic
-deploy and a rollback, and the version-state helpers they wait with."""
+"""Chapter 2's reference answers: the `docker run` command, REST request bodies and answers, a
+gRPC client, an atomic deploy and a rollback, a model config with version labels, a batching
+parameters file, warm-up requests, and the version-state helpers they wait with."""
 
 from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +112,79 @@ def roll_back(
         if time.perf_counter() - started > timeout:
             raise TimeoutError(f"version {version} of {model_name} still serving after {timeout} s")
         time.sleep(0.1)
+
+
+def docker_run_argv(
+    base_path: str | Path, model_name: str, rest_port: int = 8501, grpc_port: int = 8500
+) -> list[str]:
+    """Exercise 1: the `docker run` argv serving base_path's versions as `model_name` with the
+    tensorflow/serving image: ports published, the folder mounted read-only at /models/<name>."""
+    return [
+        "docker",
+        "run",
+        "--rm",
+        "-p",
+        f"{grpc_port}:8500",
+        "-p",
+        f"{rest_port}:8501",
+        "-v",
+        f"{Path(base_path).resolve()}:/models/{model_name}:ro",
+        "-e",
+        f"MODEL_NAME={model_name}",
+        "tensorflow/serving:2.20.0",
+    ]
+
+
+def model_config_text(
+    base_path: str | Path,
+    versions: Sequence[int],
+    labels: Mapping[str, int],
+    model_name: str = "digits",
+) -> str:
+    """Exercise 7: a text-format ModelServerConfig serving these `versions` of one model (a
+    `specific` version policy), with these version labels."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = model_server_config_pb2.ModelServerConfig()
+    model = config.model_config_list.config.add(
+        name=model_name, base_path=str(Path(base_path).resolve()), model_platform="tensorflow"
+    )
+    model.model_version_policy.specific.versions.extend(versions)
+    for label, version in labels.items():
+        model.version_labels[label] = version
+    return text_format.MessageToString(config)
+
+
+def batching_parameters_text(
+    max_batch_size: int,
+    batch_timeout_micros: int,
+    num_batch_threads: int,
+    max_enqueued_batches: int,
+) -> str:
+    """Exercise 8: a text-format BatchingParameters file (each field an Int64Value wrapper)."""
+    return (
+        f"max_batch_size {{ value: {max_batch_size} }}\n"
+        f"batch_timeout_micros {{ value: {batch_timeout_micros} }}\n"
+        f"num_batch_threads {{ value: {num_batch_threads} }}\n"
+        f"max_enqueued_batches {{ value: {max_enqueued_batches} }}\n"
+    )
+
+
+def write_warmup_requests(export_dir: str | Path, images: Any, model_name: str = "digits") -> Path:
+    """Exercise 9: write <export_dir>/assets.extra/tf_serving_warmup_requests, a TFRecord file of
+    one PredictionLog per image (a Predict request of a batch of one; at most 1000 records)."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = Path(export_dir) / "assets.extra" / "tf_serving_warmup_requests"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for image in np.asarray(images, dtype=np.uint8)[:1000]:
+            log = prediction_log_pb2.PredictionLog()
+            request = log.predict_log.request
+            request.model_spec.name = model_name
+            request.model_spec.signature_name = "serving_default"
+            request.inputs["images"].CopyFrom(tf.make_tensor_proto(image[np.newaxis]))
+            writer.write(log.SerializeToString())
+    return path

@@ -314,6 +314,21 @@ def launch(request: Request) -> DockerServer:
     return DockerServer(client, container, rest_port, grpc_port, request.model_names)
 
 
+def attach(
+    container_id: str, rest_port: int, grpc_port: int, model_names: Sequence[str]
+) -> DockerServer:
+    """A handle on a container started otherwise (e.g. by the docker CLI): stop() removes it."""
+    import docker
+
+    client = docker.from_env(timeout=60)
+    try:
+        container = client.containers.get(container_id)
+    except BaseException:
+        client.close()
+        raise
+    return DockerServer(client, container, rest_port, grpc_port, list(model_names))
+
+
 def describe(server: Server) -> str:
     """What serves: the image the container runs."""
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -12,6 +11,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
+from google.protobuf import (
+    descriptor_pb2,
+    descriptor_pool,
+    message_factory,
+    text_format,
+    wrappers_pb2,
+)
+from google.protobuf.message import Message
 from grpc import StatusCode
 
 from .status import ServingError, invalid
@@ -19,7 +26,51 @@ from .status import ServingError, invalid
 Tensors = dict[str, np.ndarray]
 _SUPPORTED = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
 _IGNORED = ("thread_pool_name",)
-_ENTRY = re.compile(r"\s*(\w+)\s*:?\s*(\{\s*value\s*:\s*(\"[^\"]*\"|[-\w.]+)\s*\}|[-\w.\"]+)\s*")
+# tensorflow.serving.BatchingParameters (session_bundle_config.proto), which the
+# tensorflow-serving-api package does not ship: (field, number, wrapper type or None, repeated).
+_FIELDS = (
+    ("max_batch_size", 1, "Int64Value"),
+    ("batch_timeout_micros", 2, "Int64Value"),
+    ("max_enqueued_batches", 3, "Int64Value"),
+    ("num_batch_threads", 4, "Int64Value"),
+    ("thread_pool_name", 5, "StringValue"),
+    ("allowed_batch_sizes", 6, None),
+    ("pad_variable_length_inputs", 7, None),
+    ("enable_large_batch_splitting", 8, "BoolValue"),
+    ("max_execution_batch_size", 9, "Int64Value"),
+)
+
+
+def batching_parameters_class() -> type[Message]:
+    """The tensorflow.serving.BatchingParameters message class, built from its fields."""
+    pool = descriptor_pool.Default()
+    try:
+        return message_factory.GetMessageClass(
+            pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters")
+        )
+    except KeyError:
+        pass
+    pool.FindFileByName(wrappers_pb2.DESCRIPTOR.name)  # imported: in the default pool
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="scalelab/tensorflow_serving/batching_parameters.proto",
+        package="tensorflow.serving",
+        dependency=["google/protobuf/wrappers.proto"],
+        syntax="proto3",
+    )
+    message = proto.message_type.add(name="BatchingParameters")
+    kinds = descriptor_pb2.FieldDescriptorProto
+    for name, number, wrapper in _FIELDS:
+        entry = message.field.add(name=name, number=number, label=kinds.LABEL_OPTIONAL)
+        if wrapper:
+            entry.type, entry.type_name = kinds.TYPE_MESSAGE, f".google.protobuf.{wrapper}"
+        elif name == "allowed_batch_sizes":
+            entry.type, entry.label = kinds.TYPE_INT64, kinds.LABEL_REPEATED
+        else:
+            entry.type = kinds.TYPE_BOOL
+    pool.Add(proto)
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters")
+    )
 
 
 @dataclass(frozen=True)
@@ -33,25 +84,23 @@ class BatchingParameters:
 
 
 def parse_batching_parameters(text: str) -> BatchingParameters:
-    """Read a text-format BatchingParameters file; refuse fields the local server lacks by name."""
+    """Read a text-format BatchingParameters file (as TF Serving does, with the proto); refuse
+    the fields the local server lacks by name."""
+    message = batching_parameters_class()()
+    try:
+        text_format.Parse(text, message)
+    except text_format.ParseError as error:
+        raise invalid(
+            f"Error parsing text-format tensorflow.serving.BatchingParameters: {error}"
+        ) from None
     values: dict[str, int] = {}
-    body = re.sub(r"#[^\n]*", "", text).rstrip()
-    pos = 0
-    while pos < len(body):
-        match = _ENTRY.match(body, pos)
-        if match is None:
+    for descriptor, value in message.ListFields():
+        if descriptor.name in _SUPPORTED:
+            values[descriptor.name] = int(value.value)
+        elif descriptor.name not in _IGNORED:
             raise invalid(
-                "Error parsing text-format tensorflow.serving.BatchingParameters near: "
-                f"{body[pos : pos + 40]!r}"
+                f"BatchingParameters field '{descriptor.name}' is not supported by the local server"
             )
-        name, value = match.group(1), match.group(3) or match.group(2)
-        if name in _SUPPORTED:
-            if not value.lstrip("-").isdigit():
-                raise invalid(f"BatchingParameters field '{name}' needs an integer, got {value}")
-            values[name] = int(value)
-        elif name not in _IGNORED:
-            raise invalid(f"BatchingParameters field '{name}' is not supported by the local server")
-        pos = match.end()
     return BatchingParameters(**values)
 
 
@@ -70,6 +119,7 @@ class Batcher:
         self._params = params
         self._queue: queue.Queue[_Task | None] = queue.Queue()
         self._closed = False
+        self._forming = threading.Lock()
         self._threads = [
             threading.Thread(target=self._loop, daemon=True, name="batch")
             for _ in range(max(params.num_batch_threads, 1))
@@ -106,13 +156,15 @@ class Batcher:
         for _ in self._threads:
             self._queue.put(None)
 
-    def _loop(self) -> None:
-        carry: _Task | None = None
-        while True:
+    def _form(self, carry: _Task | None) -> tuple[list[_Task], _Task | None]:
+        """The next batch (empty: stop), and a task that did not fit in it. One batch is open at a
+        time, as in TF Serving's scheduler: it closes when full or when its first task has waited
+        batch_timeout_micros; the batch threads run closed batches meanwhile."""
+        with self._forming:
             task = carry or self._queue.get()
             carry = None
             if task is None:
-                return
+                return [], None
             batch, rows = [task], task.size
             deadline = time.monotonic() + self._params.batch_timeout_micros / 1e6
             while rows < self._params.max_batch_size:
@@ -132,6 +184,14 @@ class Batcher:
                     break
                 batch.append(nxt)
                 rows += nxt.size
+            return batch, carry
+
+    def _loop(self) -> None:
+        carry: _Task | None = None
+        while True:
+            batch, carry = self._form(carry)
+            if not batch:
+                return
             groups: dict[tuple[tuple[str, tuple[int, ...], str], ...], list[_Task]] = {}
             for item in batch:
                 key = tuple((k, v.shape[1:], v.dtype.str) for k, v in sorted(item.inputs.items()))

@@ -38,6 +38,8 @@ FLAGS: dict[str, tuple[type, Any]] = {
     "allow_version_labels_for_unavailable_models": (bool, False),
     "max_num_load_retries": (int, 5),
     "load_retry_interval_micros": (int, 60_000_000),
+    "enable_model_warmup": (bool, True),
+    "num_request_iterations_for_warmup": (int, 0),
     "version": (bool, False),
     "scalelab_host": (str, "127.0.0.1"),  # ours: the address to bind (TF Serving binds all)
 }
@@ -59,8 +61,6 @@ UNSUPPORTED = frozenset(
         "saved_model_tags",
         "grpc_channel_arguments",
         "grpc_max_threads",
-        "enable_model_warmup",
-        "num_request_iterations_for_warmup",
         "monitoring_config_file",
         "prefer_tflite_model",
         "num_tflite_pools",
@@ -197,6 +197,8 @@ def _start(
             batching=batching,
             max_num_load_retries=flags["max_num_load_retries"],
             load_retry_interval_micros=flags["load_retry_interval_micros"],
+            enable_model_warmup=flags["enable_model_warmup"],
+            warmup_iterations=max(flags["num_request_iterations_for_warmup"], 0) or 1,
         )
     )
     cleanup.append(manager.stop)

@@ -18,6 +18,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from .batching import BatchingParameters
 from .servable import Servable
 from .status import ServingError, from_op_error, invalid
+from .warmup import run_warmup
 
 log = logging.getLogger("scalelab.serving")
 
@@ -34,6 +35,8 @@ class ManagerOptions:
     batching: BatchingParameters | None = None
     max_num_load_retries: int = 5
     load_retry_interval_micros: int = 60_000_000
+    enable_model_warmup: bool = True
+    warmup_iterations: int = 1  # --num_request_iterations_for_warmup when > 0
 
 
 @dataclass
@@ -282,6 +285,12 @@ class ModelManager:
             log.info(f"Reading SavedModel from: {path}")
             try:
                 servable = Servable(name, version, path, self.options.batching)
+                if self.options.enable_model_warmup:  # before AVAILABLE, as in TF Serving
+                    try:
+                        run_warmup(servable, self.options.warmup_iterations)
+                    except BaseException:
+                        servable.close()
+                        raise
                 break
             except Exception as error:  # any load failure is reported in the model's status
                 status = _load_error(error)

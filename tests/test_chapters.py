@@ -111,7 +111,7 @@ def check_03_rest_vs_grpc(results: dict, workdir: Path) -> None:
     for api in ("REST", "gRPC"):
         assert wire[("digits", f"{api} gzip")] < wire[("digits", api)] / 2, wire
     # Parts timed inside their request: each part within its whole, shares never above 1.
-    for name, requests in results["request_parts_2_photos"].items():
+    for name, requests in results["request_parts_photo"].items():
         assert len(requests) >= 3, name
         for parts in requests:
             pieces = parts["encode ms"] + parts["round trip ms"] + parts["decode ms"]

@@ -45,6 +45,7 @@ class TestServers:
         for name, export in exports.items():
             shutil.copytree(export, self.root / "exports" / name)
         self._lifecycle: Server | None = None
+        self._kept: dict[str, tuple[Server, Path]] = {}  # servers reused from test to test
         self._started: list[Server] = []
         atexit.register(self.stop)
 
@@ -103,12 +104,56 @@ class TestServers:
             time.sleep(0.1)
         return server, base
 
+    def labels_base(self) -> Path:
+        """The base path (versions 1 and 2) the model config tests serve, made once."""
+        base = self.root / "labels" / "digits"
+        if not base.exists():
+            self.base_with("labels", {1: "digits_v1", 2: "digits_v2"})
+        return base
+
+    def kept(self, kind: str) -> tuple[Server, Path]:
+        """A server reused from test to test: "labels" polls a model config file (returned)
+        serving labels_base(); "loader" serves a base path (returned) where versions are added."""
+        server, path = self._kept.get(kind, (None, Path()))
+        if server is not None and server.exit_code() is None:
+            return server, path
+        if kind == "labels":
+            path = self.root / "labels.config"
+            _replace(path, _config_without_labels(self.labels_base()))
+            flags = [*POLL, "--model_config_file_poll_wait_seconds=1", *_LABEL_FLAGS]
+            server = self.start(model_config_file=path, extra_flags=flags)
+        else:
+            path = self.base_with("loader", {1: "digits_v1"})
+            server = self.start(path, "digits", extra_flags=[*POLL, "--max_num_load_retries=0"])
+        self._kept[kind] = (server, path)
+        return server, path
+
     def stop(self) -> None:
         """Stop every server these tests started."""
         for server in self._started:
             server.stop()
         self._started.clear()
         self._lifecycle = None
+        self._kept.clear()
+
+
+_LABEL_FLAGS = ["--allow_version_labels_for_unavailable_models", "--max_num_load_retries=0"]
+_UNKNOWN_LABEL = "Unrecognized servable version label"
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write a file atomically (a temporary name, then rename), as a polling server needs."""
+    staging = path.with_name(f".{path.name}.new")
+    staging.write_text(text)
+    staging.rename(path)
+
+
+def _config_without_labels(base: Path) -> str:
+    return (
+        "model_config_list { config {\n"
+        f'  name: "digits" base_path: "{base}" model_platform: "tensorflow"\n'
+        "  model_version_policy { specific { versions: 1 versions: 2 } }\n} }\n"
+    )
 
 
 @contextlib.contextmanager
@@ -199,17 +244,28 @@ def _label_versions(target: str, labels: Sequence[str], images: Any) -> dict[str
 
 
 def serve_config_and_ask(
-    tests: TestServers, text: str, labels: Sequence[str], images: Any
+    tests: TestServers, text: str, labels: Sequence[str], images: Any, seconds: float = 15
 ) -> dict[str, object]:
-    """Serve a model config (labels allowed at start-up), ask each label which version answers."""
-    config = tests.root / "graded.config"
-    config.write_text(text)
-    flags = [*POLL, "--allow_version_labels_for_unavailable_models", "--max_num_load_retries=0"]
-    server = tests.start(model_config_file=config, extra_flags=flags)
-    try:
-        return _label_versions(server.grpc_target, labels, images)
-    finally:
-        server.stop()
+    """Have a server that polls its model config file (versions 1 and 2 of labels_base() loaded)
+    apply this config, and ask each label which version answers (or the error's words). The
+    file goes back to no labels first, so answers never come from an earlier config."""
+    server, config = tests.kept("labels")
+    steps: list[tuple[str, Callable[[list[bool]], bool]]] = [
+        (_config_without_labels(tests.labels_base()), all),  # every label unknown
+        (text, lambda unknown: not any(unknown)),  # every label known
+    ]
+    answers: dict[str, object] = {}
+    for new_text, applied in steps:
+        _replace(config, new_text)
+        deadline = time.monotonic() + seconds
+        while True:
+            answers = _label_versions(server.grpc_target, labels, images)
+            if applied([_UNKNOWN_LABEL in str(a) for a in answers.values()]):
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    return answers
 
 
 def parse_batching_parameters(text: str) -> dict[str, int]:
@@ -282,14 +338,23 @@ def warmup_records(path: str | os.PathLike[str]) -> list[Any]:
     return records
 
 
-def serve_with_warmup(tests: TestServers, base: Path, images: int) -> list[str]:
-    """Serve a base path whose version holds warm-up requests (a failed load is not retried);
-    what went wrong ([] if the version loaded and answers)."""
-    from .server import ServerStartError
-
-    try:
-        with tests.start(base, "digits", extra_flags=["--max_num_load_retries=0"]) as server:
+def serve_with_warmup(tests: TestServers, export: Path, seconds: float = 60) -> list[str]:
+    """Deploy a SavedModel holding warm-up requests as the next version of a running server (a
+    failed load is not retried); what went wrong ([] if it loaded and answers)."""
+    server, base = tests.kept("loader")
+    version = max(int(p.name) for p in base.iterdir() if p.name.isdigit()) + 1
+    staging = base / f".incoming-{version}"
+    shutil.copytree(export, staging)
+    staging.rename(savedmodel.version_path(base, version))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        answer = requests.get(f"{server.rest_url}/v1/models/digits/versions/{version}", timeout=10)
+        states = answer.json().get("model_version_status", []) if answer.ok else []
+        if states and states[0]["state"] == "AVAILABLE":
             _predict(server, np.zeros((1, 8, 8), np.uint8))
-    except ServerStartError as error:
-        return [f"the version did not load with your warm-up file: {error}"]
-    return []
+            return []
+        if states and states[0]["state"] == "END":
+            error = states[0].get("status", {}).get("error_message", "")
+            return [f"the version did not load with your warm-up file: {error}"]
+        time.sleep(0.2)
+    return [f"the version did not load within {seconds} s"]

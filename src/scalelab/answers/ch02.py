@@ -37,12 +37,12 @@ def wait_for_version(
 
 
 def rest_request_body(images: Any, signature_name: str = "serving_default") -> dict[str, Any]:
-    """Exercise 1: the JSON body (as a dict) of a row-format :predict request for `images`."""
+    """Exercise 2: the JSON body (as a dict) of a row-format :predict request for `images`."""
     return {"signature_name": signature_name, "instances": np.asarray(images).tolist()}
 
 
 def class_ids_from_response(answer: dict[str, Any]) -> np.ndarray:
-    """Exercise 2: predicted class ids (int64) from a decoded :predict answer, row or columnar."""
+    """Exercise 3: predicted class ids (int64) from a decoded :predict answer, row or columnar."""
     if "predictions" in answer:
         return np.array([p["class_id"] for p in answer["predictions"]], dtype=np.int64)
     return np.asarray(answer["outputs"]["class_id"], dtype=np.int64)
@@ -51,7 +51,7 @@ def class_ids_from_response(answer: dict[str, Any]) -> np.ndarray:
 def grpc_predict(
     target: str, model_name: str, images: Any, version: int | None = None
 ) -> tuple[np.ndarray, int]:
-    """Exercise 3: (probabilities, version that answered) for `images`, over gRPC."""
+    """Exercise 4: (probabilities, version that answered) for `images`, over gRPC."""
     import grpc
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
@@ -75,7 +75,7 @@ def deploy_version(
     model_name: str = "digits",
     timeout: float = 60,
 ) -> float:
-    """Exercise 4: copy export_dir in as `version` atomically (copy to a name that is not a
+    """Exercise 5: copy export_dir in as `version` atomically (copy to a name that is not a
     number, then rename); wait until it is AVAILABLE; return the seconds waited."""
     target = savedmodel.version_path(base_path, version)
     staging = Path(base_path) / f".incoming-{target.name}"
@@ -97,7 +97,7 @@ def roll_back(
     model_name: str = "digits",
     timeout: float = 60,
 ) -> int:
-    """Exercise 5: move `version` out of base_path (to retired_path); wait until it no longer
+    """Exercise 6: move `version` out of base_path (to retired_path); wait until it no longer
     serves and another version does; return the highest AVAILABLE version."""
     retired = retired_path(base_path, version, model_name)
     retired.parent.mkdir(parents=True, exist_ok=True)

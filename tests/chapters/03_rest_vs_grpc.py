@@ -803,7 +803,7 @@ CLAIMS = {
         0.0,
         0.3,
     ),
-    "At batch 256 and 1024 REST row's and gRPC's\nmiddle halves are far apart": (
+    "At batch 256 and 1024 REST row's and gRPC's\nmiddle halves are apart": (
         _rest_q25_over_grpc_q75,
         1.1,  # apart in every run; 1.18 in one loaded CI run, 1.5 or more on a quiet machine
         100,

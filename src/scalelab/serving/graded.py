@@ -8,6 +8,7 @@ import atexit
 import contextlib
 import os
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -52,6 +53,18 @@ class TestServers:
     def export(self, name: str) -> Path:
         """The tests' own copy of an export (e.g. "digits_v1")."""
         return self.root / "exports" / name
+
+    @contextlib.contextmanager
+    def copy_of(self, name: str, padding_bytes: int = 0) -> Iterator[Path]:
+        """A throwaway copy of an export, removed after the block (a learner's code may move or
+        change it), with `padding_bytes` zeros in assets.extra so that copying it takes a while."""
+        with tempfile.TemporaryDirectory(dir=self.root) as scratch:
+            copy = Path(scratch) / name
+            shutil.copytree(self.export(name), copy)
+            if padding_bytes:
+                (copy / "assets.extra").mkdir(exist_ok=True)
+                (copy / "assets.extra" / "padding.bin").write_bytes(bytes(padding_bytes))
+            yield copy
 
     def base_with(self, folder: str, versions: Mapping[int, str], model: str = "digits") -> Path:
         """A fresh base path under the tests' folder holding these versions (number -> export)."""

@@ -21,6 +21,7 @@ from grpc import StatusCode
 from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 
 from ...gcpause import collector_paused
+from . import rapidjson
 from .manager import ModelManager
 from .servable import DEFAULT_SIGNATURE
 from .status import HTTP_STATUS, ServingError, invalid
@@ -33,6 +34,10 @@ _PREDICT = re.compile(
 )
 _STATUS = re.compile(rf"/v1/models(?:/([^/:]+))?{_VERSION_OR_LABEL}(?:/(metadata))?", re.IGNORECASE)
 _DECODER = json.JSONDecoder()
+# digits -> 0, e/E -> e, + stays, the rest -> space: numbers' shapes, found by substring search
+_NUMBER_SHAPES = bytes(
+    48 if 48 <= i <= 57 else 101 if i in (69, 101) else 43 if i == 43 else 32 for i in range(256)
+)
 _REASONS = {status.value: status.phrase for status in http.HTTPStatus}
 _NOT_FOUND_HTML = (
     b"<html><head><title>404 Not Found</title></head><body><h1>Not Found</h1></body></html>"
@@ -51,10 +56,11 @@ def _json_from_proto(message: Any, keep_names: bool = False) -> str:
 def _parse_body(body: bytes) -> tuple[dict[str, Any], bool]:
     """The request's JSON object, and whether orjson (C) parsed it.
 
-    orjson parses strict JSON at C speed; anything it refuses (NaN/Infinity, trailing text, bad
-    encoding, a document that is not an object) goes through `_parse_body_exactly`, which says
-    what rapidjson would. orjson also turns integers beyond 64 bits into floats: conversions that
-    fail are redone from the exact parse so that error messages show the numbers as sent.
+    orjson parses strict JSON at C speed; anything it refuses (NaN/Infinity, trailing text,
+    bytes that are not UTF-8, deep nesting, a document that is not an object) goes through
+    `_parse_body_exactly`, which reads it as TF Serving does. orjson also turns integers beyond
+    64 bits into floats: conversions that fail are redone from the exact parse so that error
+    messages show the numbers as sent.
     """
     try:
         document = orjson.loads(body)
@@ -66,23 +72,34 @@ def _parse_body(body: bytes) -> tuple[dict[str, Any], bool]:
 
 
 def _parse_body_exactly(body: bytes) -> dict[str, Any]:
-    """The request's JSON object; rapidjson-like: NaN/Infinity allowed, trailing text ignored."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as error:
-        message = f"JSON Parse error: Invalid encoding in string. at offset: {error.start}"
-        raise invalid(message) from None
-    stripped = text.lstrip()
-    if not stripped:
-        raise invalid("JSON Parse error: The document is empty")
-    try:
-        document, _ = _DECODER.raw_decode(stripped)
-    except json.JSONDecodeError as error:
-        offset = error.pos + len(text) - len(stripped)
-        raise invalid(f"JSON Parse error: {error.msg} at offset: {offset}") from None
+    """The request's JSON object, read as TF Serving's rapidjson reads it.
+
+    Python's json module (C) reads what it reads the same way; the rest (its errors, nesting
+    deeper than it recurses, numbers too big for a double, lone surrogate escapes, rapidjson's
+    extra spellings such as -Inf) goes to rapidjson.parse, which is exact but slow.
+    """
+    document: Any = None
+    if _python_reads_as_rapidjson(body):
+        text = body.decode("utf-8", "surrogateescape")  # rapidjson keeps bytes that are not UTF-8
+        start = len(text) - len(text.lstrip(" \t\n\r"))
+        try:
+            document, _ = _DECODER.raw_decode(text, start)
+        except (ValueError, RecursionError):
+            document = None
+    if document is None:  # also a body that is `null`: rapidjson.parse says so exactly
+        document = rapidjson.parse(body)
     if not isinstance(document, dict):
         raise invalid(f"JSON Value: {json_debug(document)} Is not object")
     return document
+
+
+def _python_reads_as_rapidjson(body: bytes) -> bool:
+    """False where Python's json reads otherwise than rapidjson: a byte-order mark, NUL, an
+    escaped surrogate, numbers too big for a double (300 digits, a 3-digit positive exponent)."""
+    if body.startswith(b"\xef") or b"\x00" in body or re.search(rb"\\u[dD][89a-fA-F]", body):
+        return False
+    shapes = body.translate(_NUMBER_SHAPES)
+    return b"0" * 300 not in shapes and b"e000" not in shapes and b"e+000" not in shapes
 
 
 class RestApi:

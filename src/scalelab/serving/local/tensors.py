@@ -7,7 +7,7 @@ import binascii
 import json
 import math
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any, cast
 
@@ -48,6 +48,7 @@ _PROTO_FIELDS = {
     types_pb2.DT_HALF: "half_val",
 }
 _FLOAT_DIGITS = {2: 5, 4: 9, 8: 17}  # max_digits10 by item size
+_MAX_RANK = 64  # NumPy's most dimensions
 
 
 def dtype_name(dtype: int) -> str:
@@ -82,8 +83,50 @@ def json_type(value: Any) -> str:
 
 
 def json_debug(value: Any) -> str:
-    """A JSON value as written in error messages (cut at 256 characters)."""
-    return json.dumps(value, ensure_ascii=False)[:256]
+    """A JSON value as written in error messages (cut at 256 characters), written only as far
+    as the cut and without recursion: a request can nest lists thousands deep."""
+    parts: list[str] = []
+    length = 0
+    for part in _json_parts(value):
+        parts.append(part)
+        length += len(part)
+        if length >= _DEBUG_CHARS:
+            break
+    return "".join(parts)[:_DEBUG_CHARS]
+
+
+_DEBUG_CHARS = 256
+_END = object()
+
+
+def _json_parts(value: Any) -> Iterator[str]:
+    """json.dumps(value, ensure_ascii=False) in pieces, with a stack instead of recursion."""
+    stack: list[tuple[Iterator[Any], str]] = []  # the open containers' remaining items
+    while True:
+        first = isinstance(value, list | dict) and bool(value)
+        if first:
+            named = isinstance(value, dict)
+            yield "{" if named else "["
+            stack.append((iter(value.items()) if named else iter(value), "}" if named else "]"))
+        else:
+            yield json.dumps(value, ensure_ascii=False)
+        while stack:
+            items, close = stack[-1]
+            item: Any = next(items, _END)
+            if item is _END:
+                stack.pop()
+                yield close
+                first = False
+                continue
+            if not first:
+                yield ", "
+            if close == "}":
+                yield json.dumps(item[0], ensure_ascii=False) + ": "
+                item = item[1]
+            value = item
+            break
+        else:
+            return
 
 
 def is_b64(value: Any) -> bool:
@@ -177,7 +220,10 @@ def _fill(value: Any, level: int, shape: list[int], dtype: int, out: list[Any]) 
             )
         if not accepts(value):
             raise _type_error(value, dtype)
-        out.append(value.encode() if dtype == types_pb2.DT_STRING else value)
+        # bytes that were not UTF-8 come back as they were sent (rapidjson keeps them)
+        out.append(
+            value.encode("utf-8", "surrogateescape") if dtype == types_pb2.DT_STRING else value
+        )
         return
     if level >= rank:
         raise invalid(f"Encountered list at unexpected level: {level} expected < {rank}")
@@ -190,12 +236,21 @@ def _fill(value: Any, level: int, shape: list[int], dtype: int, out: list[Any]) 
         _fill(item, level + 1, shape, dtype, out)
 
 
-def json_to_array(value: Any, dtype: int, may_hold_bools: bool = True) -> np.ndarray:
-    """Convert one JSON value/list to a tensor of `dtype`, with TF Serving's checks and errors."""
+def json_to_array(
+    value: Any, dtype: int, may_hold_bools: bool = True, batched: bool = False
+) -> np.ndarray:
+    """Convert one JSON value/list to a tensor of `dtype`, with TF Serving's checks and errors
+    (`batched`: one instance, to which the batch adds a dimension)."""
     fast = _fast_array(value, dtype, may_hold_bools)
-    if fast is not None:
+    if fast is not None and fast.ndim + batched <= _MAX_RANK:
         return fast
     shape = _dense_shape(value)
+    if len(shape) + batched > _MAX_RANK:
+        raise invalid(
+            f"JSON Value: {json_debug(value)} makes a tensor of {len(shape) + batched} "
+            f"dimensions; the scalelab local server holds at most {_MAX_RANK} (NumPy's limit; "
+            "TensorFlow's is 254)"
+        )
     flat: list[Any] = []
     _fill(value, 0, shape, dtype, flat)
     if dtype == types_pb2.DT_STRING:
@@ -213,7 +268,7 @@ def _add_instance_item(
 ) -> None:
     if name not in dtypes:
         raise invalid(f"JSON object: does not have named input: {name}")
-    arr = json_to_array(value, dtypes[name])
+    arr = json_to_array(value, dtypes[name], batched=True)
     seen = items.setdefault(name, [])
     if seen and seen[0].size != arr.size:
         raise invalid(f"Expecting tensor size: {seen[0].size} but got: {arr.size}")

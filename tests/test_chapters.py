@@ -1,6 +1,8 @@
 """Each solution runs once (papermill, fast mode), and that one kernel then proves three things:
 the notebook produces what it teaches, its graders accept every correct variant answer and reject
-every listed mistake (tests/chapters/<chapter>.py), and the numbers its prose quotes are the run's.
+every listed mistake, and the numbers its prose quotes are the run's. What each chapter must show
+(check, CORRECT, WRONG, CLAIMS) is in its own module, tests/chapters/<chapter>.py; this file runs
+them all the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from unittest import mock
 import nbformat
 import papermill
 import papermill.engines
-import psutil
 import pytest
 from conftest import CHAPTERS, REPO
 from nbclient.exceptions import CellExecutionError
@@ -30,174 +31,8 @@ VARIANTS_FILE = "variants.json"
 CELL_TIMEOUT = 600  # seconds: a cell that hangs fails the test, naming the cell, instead of CI
 
 
-def check_01_savedmodel(results: dict, workdir: Path) -> None:
-    assert results["keras_test_accuracy"] > 0.85
-    assert results["savedmodel_max_abs_diff"] < 1e-6
-    assert results["cli_mentions_uint8_input"] is True
-    assert results["naive_export_runs_in_saved_model_cli"] is False  # the lesson still holds
-    assert results["versions"] == ["0001", "0002"]
-    for version in results["versions"]:
-        assert (workdir / "models" / "digits" / version / "saved_model.pb").is_file()
-    assert (workdir / "exports" / "custom_export" / "assets" / "class_names.txt").is_file()
-
-
-def check_02_tf_serving(results: dict, workdir: Path) -> None:
-    naive = results["naive_copy"]  # the trap, as TF Serving springs it: loaded without variables
-    assert naive["states"] == {"2": "AVAILABLE", "1": "END"}, naive
-    assert naive["failed"] > 0 and "variable" in naive["error"].lower(), naive
-    swap = results["hot_swap"]
-    assert swap["failed"] == 0 and swap["requests"] > 50, swap
-    assert 0 < results["canary_share"] < 0.3
-    for states in results["two_servers"].values():
-        assert states["3"] == "AVAILABLE", results["two_servers"]
-    assert [row["errors"] for row in results["batching"]] == [0, 0]
-    assert (workdir / "models" / "digits" / "0003" / "saved_model.pb").is_file()
-    assert (workdir / "models" / "retired" / "digits-2" / "saved_model.pb").is_file()
-    assert min(results["accuracies"].values()) > 0.85, results["accuracies"]  # both answer well
-    assert results["promoted_labels"] == {"stable": 2, "canary": 2}  # moved by editing labels
-    assert results["labels_after_refused_move"] == {"stable": 2, "canary": 2}  # refused: kept
-    starts = results["first_request_ms"]
-    assert [len(starts[kind]) for kind in ("no warm-up", "warm-up")] == [3, 3], starts
-    warm = workdir / "exports" / "warm" / "digits" / "0001" / "assets.extra"
-    assert (warm / "tf_serving_warmup_requests").is_file()
-
-
-def check_03_rest_vs_grpc(results: dict, workdir: Path) -> None:
-    # What was measured, not how fast: timings belong to the benchmark, not to tests.
-    assert {row["protocol"] for row in results["single_instance_ms"]} == {"REST", "gRPC"}
-    sizes = {
-        (r["encoding"], r["batch size"]): r["bytes/instance"]
-        for r in results["payload_bytes_per_instance"]
-    }
-    assert sizes[("photos json_row", 1)] > 3 * sizes[("photos protobuf", 1)]  # bytes, not time
-    for sweep in ("digits_sweep", "photos_sweep", "concurrency"):
-        assert results[sweep] and all(row["errors"] == 0 for row in results[sweep]), sweep
-    protocols = {row["protocol"] for row in results["digits_sweep"]}
-    assert protocols == {"REST row", "REST columnar", "REST gzip", "gRPC"}
-    assert results["grpc_over_rest_at_largest_batch"] > 0
-    server = results["server"]  # every figure names it
-    assert server["backend"] in {"local", "docker", "binary", "remote"}, server
-    assert server["description"].startswith(f"{server['backend']} backend: "), server
-    # Where the time goes: every protocol at every batch size, each part measured, bytes sane.
-    steps = results["time_breakdown"]
-    assert {(r["protocol"], r["batch size"]) for r in steps} == {
-        (p, b) for p in protocols for b in (1, 256, 1024)
-    }, steps
-    parts = ("encode ms", "transfer ms", "server ms", "decode ms", "total ms", "server share")
-    for row in steps:
-        assert row["errors"] == 0 and row["repeats"] >= 3, row
-        assert all(row[part] >= 0 for part in parts), row
-        assert row["request bytes"] > 0 and row["response bytes"] > 0, row
-    request = {(r["protocol"], r["batch size"]): r["request bytes"] for r in steps}
-    for size in (256, 1024):  # bytes, not time
-        assert request[("REST gzip", size)] < request[("REST row", size)] / 2
-        assert request[("gRPC", size)] < request[("REST row", size)] / 2
-    # On a real network: loopback and at least one throttled link, every protocol, no failures.
-    for key, sizes in (("link_sweep_digits", {1, 1024}), ("link_sweep_photos", {1})):
-        rows = results[key]
-        links = {row["link"] for row in rows}
-        assert "loopback" in links and any("Mbit/s" in link for link in links), links
-        assert {(r["link"], r["protocol"], r["batch size"]) for r in rows} >= {
-            (link, p, b) for link in links for p in ("REST row", "REST gzip", "gRPC") for b in sizes
-        }, key
-        assert all(row["errors"] == 0 and row["requests"] >= 2 for row in rows), key
-        sent = {(r["link"], r["protocol"]): r["bytes sent/instance"] for r in rows}
-        assert sent[("loopback", "REST gzip")] < sent[("loopback", "REST row")], key
-    assert len(results["link_ratios"]) >= 3 * 2, results["link_ratios"]
-    # Compressed requests, as counted by netem.tap on their way to the server.
-    wire = {
-        (r["model"], r["request"]): r["bytes to the server"] for r in results["bytes_to_the_server"]
-    }
-    for api in ("REST", "gRPC"):
-        assert wire[("digits", f"{api} gzip")] < wire[("digits", api)] / 2, wire
-    # Parts timed inside their request: each part within its whole, shares never above 1.
-    for name, requests in results["request_parts_photo"].items():
-        assert len(requests) >= 3, name
-        for parts in requests:
-            pieces = parts["encode ms"] + parts["round trip ms"] + parts["decode ms"]
-            assert abs(pieces - parts["whole ms"]) < 1e-6 * parts["whole ms"] + 1e-3, parts
-    assert 0 < results["json_encode_share_of_rest_request"]["median"] <= 1
-    for row in steps:  # every part with its spread over the repeats
-        assert all(
-            row["spread"][part]["q25"] <= row["spread"][part]["q75"] for part in row["spread"]
-        )
-    # The load generator's rows: every request answered, as many as asked for.
-    for row in results["concurrency"]:
-        assert row["errors"] == 0 and row["requests"] >= 390, row
-
-
-def check_04_tflite(results: dict, workdir: Path) -> None:
-    assert results["float_tflite_max_abs_diff"] < 1e-5
-    assert results["op_counts"]["tflite"] < results["op_counts"]["savedmodel"] / 5
-    sizes = {row["variant"]: row["KB"] for row in results["variants"]}
-    assert sizes["TFLite int8"] < 0.35 * sizes["TFLite float"], sizes  # bytes, not time
-    assert sizes["TFLite float16"] < 0.6 * sizes["TFLite float"], sizes
-    assert all(row["accuracy"] > 0.7 for row in results["variants"]), results["variants"]
-    qat = results["qat"]  # the learner's QAT program, run in a tf_keras child process
-    assert qat["float"] > 0.9 and qat["8-bit post-training"] > qat["float"] - 0.02, qat
-    assert qat["2-bit quantization-aware"] > qat["2-bit post-training"], qat
-    assert (workdir / "exports" / "digits_float.tflite").is_file()
-
-
-def check_05_distribution(results: dict, workdir: Path) -> None:
-    assert results["data_parallel_max_gradient_difference"] < 1e-5
-    assert results["model_parallel_bytes_per_step"] > 0
-    assert [row["replicas"] for row in results["strategies"]] == [1, 2, 2]
-    assert results["mwms_same_weights"] is True
-    assert all(1 <= epoch < 3 for epoch in results["fault_tolerance"].values()), results
-    assert all(n >= 1 for n in results["fault_tolerance_restarts"].values()), results
-    assert results["ps_tasks_holding_variables"] == ["ps:0", "ps:1"]
-    assert [row["workers"] for row in results["scaling"]] == [1, 2, 3]
-
-
-def check_06_tuning(results: dict, workdir: Path) -> None:
-    assert [row["search"] for row in results["single_process"]] == [
-        "random",
-        "bayesian",
-        "hyperband",
-    ]
-    hyperband, random_search = results["single_process"][2], results["single_process"][0]
-    assert (
-        hyperband["epochs trained"]
-        < hyperband["trials"] * random_search["epochs trained"] / random_search["trials"]
-    )
-    # The search really ran across processes: two workers completed trials; none is left running.
-    by_worker = results["distributed_trials_by_worker"]
-    assert len(by_worker) >= 2 and all(by_worker.values()), by_worker
-    assert sum(map(len, by_worker.values())) == 4, by_worker
-    # ... with the notebook's own functions, shipped by source beside the task function
-    program = (workdir / "tuning" / "distributed" / "logs" / "search_task.py").read_text()
-    for name in ("build_model(hp)", "make_tuner(kind,", "run_search(tuner,", "search_task("):
-        assert f"def {name}" in program, name
-    death = results["worker_death"]
-    assert death["lost_by"] == death["victim"].replace(":", "") and death["restarts"] == 1, death
-    assert death["rerun_by"] == [death["lost_by"]] and death["final_statuses"] == ["COMPLETED"], (
-        death
-    )
-    assert results["served_matches_keras"] is True and results["tuned_test_accuracy"] > 0.8
-    assert (workdir / "models" / "digits_tuned" / "0001" / "saved_model.pb").is_file()
-    alive = [pid for pid in results["cluster_pids"] if pid and psutil.pid_exists(pid)]
-    alive = [pid for pid in alive if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-    assert not alive, f"cluster processes still running: {alive}"
-    task = f"--directory={workdir}"  # what every task of the notebook's searches was started with
-    leftovers = [
-        p.pid for p in psutil.process_iter(["cmdline"]) if task in " ".join(p.info["cmdline"] or [])
-    ]
-    assert not leftovers, f"search tasks still running: {leftovers}"
-
-
-CHECKS = {
-    "01_savedmodel": check_01_savedmodel,
-    "02_tf_serving": check_02_tf_serving,
-    "03_rest_vs_grpc": check_03_rest_vs_grpc,
-    "04_tflite": check_04_tflite,
-    "05_distribution": check_05_distribution,
-    "06_tuning": check_06_tuning,
-}
-
-
 def chapter_data(chapter: str) -> ModuleType:
-    """tests/chapters/<chapter>.py: CORRECT and WRONG answers per exercise, CLAIMS of its prose."""
+    """tests/chapters/<chapter>.py: check() of its run, CORRECT and WRONG answers, CLAIMS."""
     path = REPO / "tests" / "chapters" / f"{chapter}.py"
     spec = importlib.util.spec_from_file_location(f"chapter_{chapter}", path)
     assert spec and spec.loader, path
@@ -346,9 +181,9 @@ def execute(chapter: str) -> tuple[dict, Path, float]:
 
 
 def test_every_chapter_has_output_checks_and_answer_variants():
-    assert sorted(CHECKS) == CHAPTERS
     for chapter in CHAPTERS:
         data = chapter_data(chapter)
+        assert callable(getattr(data, "check", None)), f"{chapter}: no check(results, workdir)"
         for grade_id in code_exercises(chapter):
             assert data.WRONG.get(grade_id), f"{chapter}: no wrong answer to {grade_id} is tried"
             if grade_id.startswith("ex_"):
@@ -373,7 +208,7 @@ def test_solution_runs_records_its_results_grades_every_variant_fairly_and_quote
         record_property("summary", f"{chapter} round trip, solution: {score}")
         assert score.points == score.max_points > 0, score
     with subtests.test("what the notebook recorded, and nothing on stderr"):
-        CHECKS[chapter](results, workdir)
+        chapter_data(chapter).check(results, workdir)
         notebook = json.loads((workdir / f"{chapter}.ipynb").read_text())
         stderr = [
             "".join(output["text"])

@@ -1,10 +1,24 @@
-"""Chapter 1's answers the graders must accept (CORRECT) or reject (WRONG), and its prose's
-numbers.
+"""Chapter 1's checks: what its executed solution must show (check), the answers its
+graders must accept (CORRECT) or reject (WRONG), and the numbers its prose quotes (CLAIMS).
 
 Each variant is the whole source of an exercise cell, written as a student would write it.
 """
 
 # ruff: noqa: E501
+
+from pathlib import Path
+
+
+def check(results: dict, workdir: Path) -> None:
+    """What the executed solution recorded (results.json) and left in its work folder."""
+    assert results["keras_test_accuracy"] > 0.85
+    assert results["savedmodel_max_abs_diff"] < 1e-6
+    assert results["cli_mentions_uint8_input"] is True
+    assert results["naive_export_runs_in_saved_model_cli"] is False  # the lesson still holds
+    assert results["versions"] == ["0001", "0002"]
+    for version in results["versions"]:
+        assert (workdir / "models" / "digits" / version / "saved_model.pb").is_file()
+    assert (workdir / "exports" / "custom_export" / "assets" / "class_names.txt").is_file()
 
 
 def _archive(**changes: str) -> str:

@@ -1,5 +1,30 @@
-"""Chapter 2's answers the graders must accept (CORRECT) or reject (WRONG), and its prose's
-numbers."""
+"""Chapter 2's checks: what its executed solution must show (check), the answers its
+graders must accept (CORRECT) or reject (WRONG), and the numbers its prose quotes (CLAIMS)."""
+
+from pathlib import Path
+
+
+def check(results: dict, workdir: Path) -> None:
+    """What the executed solution recorded (results.json) and left in its work folder."""
+    naive = results["naive_copy"]  # the trap, as TF Serving springs it: loaded without variables
+    assert naive["states"] == {"2": "AVAILABLE", "1": "END"}, naive
+    assert naive["failed"] > 0 and "variable" in naive["error"].lower(), naive
+    swap = results["hot_swap"]
+    assert swap["failed"] == 0 and swap["requests"] > 50, swap
+    assert 0 < results["canary_share"] < 0.3
+    for states in results["two_servers"].values():
+        assert states["3"] == "AVAILABLE", results["two_servers"]
+    assert [row["errors"] for row in results["batching"]] == [0, 0]
+    assert (workdir / "models" / "digits" / "0003" / "saved_model.pb").is_file()
+    assert (workdir / "models" / "retired" / "digits-2" / "saved_model.pb").is_file()
+    assert min(results["accuracies"].values()) > 0.85, results["accuracies"]  # both answer well
+    assert results["promoted_labels"] == {"stable": 2, "canary": 2}  # moved by editing labels
+    assert results["labels_after_refused_move"] == {"stable": 2, "canary": 2}  # refused: kept
+    starts = results["first_request_ms"]
+    assert [len(starts[kind]) for kind in ("no warm-up", "warm-up")] == [3, 3], starts
+    warm = workdir / "exports" / "warm" / "digits" / "0001" / "assets.extra"
+    assert (warm / "tf_serving_warmup_requests").is_file()
+
 
 # grade_id of the solution cell -> {short description: full replacement source of that cell}
 CORRECT = {

@@ -1,4 +1,5 @@
-"""Chapter 3's answers the graders must accept (CORRECT) or reject (WRONG), and its prose's numbers.
+"""Chapter 3's checks: what its executed solution must show (check), the answers its
+graders must accept (CORRECT) or reject (WRONG), and the numbers its prose quotes (CLAIMS).
 
 Each variant is the whole source of an exercise cell, kept as a student would write it.
 """
@@ -7,6 +8,71 @@ Each variant is the whole source of an exercise cell, kept as a student would wr
 
 import json
 from pathlib import Path
+
+
+def check(results: dict, workdir: Path) -> None:
+    """What the executed solution recorded (results.json) and left in its work folder."""
+    # What was measured, not how fast: timings belong to the benchmark, not to tests.
+    assert {row["protocol"] for row in results["single_instance_ms"]} == {"REST", "gRPC"}
+    sizes = {
+        (r["encoding"], r["batch size"]): r["bytes/instance"]
+        for r in results["payload_bytes_per_instance"]
+    }
+    assert sizes[("photos json_row", 1)] > 3 * sizes[("photos protobuf", 1)]  # bytes, not time
+    for sweep in ("digits_sweep", "photos_sweep", "concurrency"):
+        assert results[sweep] and all(row["errors"] == 0 for row in results[sweep]), sweep
+    protocols = {row["protocol"] for row in results["digits_sweep"]}
+    assert protocols == {"REST row", "REST columnar", "REST gzip", "gRPC"}
+    assert results["grpc_over_rest_at_largest_batch"] > 0
+    server = results["server"]  # every figure names it
+    assert server["backend"] in {"local", "docker", "binary", "remote"}, server
+    assert server["description"].startswith(f"{server['backend']} backend: "), server
+    # Where the time goes: every protocol at every batch size, each part measured, bytes sane.
+    steps = results["time_breakdown"]
+    assert {(r["protocol"], r["batch size"]) for r in steps} == {
+        (p, b) for p in protocols for b in (1, 256, 1024)
+    }, steps
+    parts = ("encode ms", "transfer ms", "server ms", "decode ms", "total ms", "server share")
+    for row in steps:
+        assert row["errors"] == 0 and row["repeats"] >= 3, row
+        assert all(row[part] >= 0 for part in parts), row
+        assert row["request bytes"] > 0 and row["response bytes"] > 0, row
+    request = {(r["protocol"], r["batch size"]): r["request bytes"] for r in steps}
+    for size in (256, 1024):  # bytes, not time
+        assert request[("REST gzip", size)] < request[("REST row", size)] / 2
+        assert request[("gRPC", size)] < request[("REST row", size)] / 2
+    # On a real network: loopback and at least one throttled link, every protocol, no failures.
+    for key, sizes in (("link_sweep_digits", {1, 1024}), ("link_sweep_photos", {1})):
+        rows = results[key]
+        links = {row["link"] for row in rows}
+        assert "loopback" in links and any("Mbit/s" in link for link in links), links
+        assert {(r["link"], r["protocol"], r["batch size"]) for r in rows} >= {
+            (link, p, b) for link in links for p in ("REST row", "REST gzip", "gRPC") for b in sizes
+        }, key
+        assert all(row["errors"] == 0 and row["requests"] >= 2 for row in rows), key
+        sent = {(r["link"], r["protocol"]): r["bytes sent/instance"] for r in rows}
+        assert sent[("loopback", "REST gzip")] < sent[("loopback", "REST row")], key
+    assert len(results["link_ratios"]) >= 3 * 2, results["link_ratios"]
+    # Compressed requests, as counted by netem.tap on their way to the server.
+    wire = {
+        (r["model"], r["request"]): r["bytes to the server"] for r in results["bytes_to_the_server"]
+    }
+    for api in ("REST", "gRPC"):
+        assert wire[("digits", f"{api} gzip")] < wire[("digits", api)] / 2, wire
+    # Parts timed inside their request: each part within its whole, shares never above 1.
+    for name, requests in results["request_parts_photo"].items():
+        assert len(requests) >= 3, name
+        for parts in requests:
+            pieces = parts["encode ms"] + parts["round trip ms"] + parts["decode ms"]
+            assert abs(pieces - parts["whole ms"]) < 1e-6 * parts["whole ms"] + 1e-3, parts
+    assert 0 < results["json_encode_share_of_rest_request"]["median"] <= 1
+    for row in steps:  # every part with its spread over the repeats
+        assert all(
+            row["spread"][part]["q25"] <= row["spread"][part]["q75"] for part in row["spread"]
+        )
+    # The load generator's rows: every request answered, as many as asked for.
+    for row in results["concurrency"]:
+        assert row["errors"] == 0 and row["requests"] >= 390, row
 
 
 def _source_of_cell_with(text):

@@ -1,10 +1,27 @@
-"""Chapter 4's answers the graders must accept (CORRECT) or reject (WRONG), and its prose's
-numbers.
+"""Chapter 4's checks: what its executed solution must show (check), the answers its
+graders must accept (CORRECT) or reject (WRONG), and the numbers its prose quotes (CLAIMS).
 
 Each variant is the whole source of an exercise cell, written as a student would write it.
 """
 
 # ruff: noqa: E501
+
+from pathlib import Path
+
+
+def check(results: dict, workdir: Path) -> None:
+    """What the executed solution recorded (results.json) and left in its work folder."""
+    assert results["float_tflite_max_abs_diff"] < 1e-5
+    assert results["op_counts"]["tflite"] < results["op_counts"]["savedmodel"] / 5
+    sizes = {row["variant"]: row["KB"] for row in results["variants"]}
+    assert sizes["TFLite int8"] < 0.35 * sizes["TFLite float"], sizes  # bytes, not time
+    assert sizes["TFLite float16"] < 0.6 * sizes["TFLite float"], sizes
+    assert all(row["accuracy"] > 0.7 for row in results["variants"]), results["variants"]
+    qat = results["qat"]  # the learner's QAT program, run in a tf_keras child process
+    assert qat["float"] > 0.9 and qat["8-bit post-training"] > qat["float"] - 0.02, qat
+    assert qat["2-bit quantization-aware"] > qat["2-bit post-training"], qat
+    assert (workdir / "exports" / "digits_float.tflite").is_file()
+
 
 _CONVERT_HEAD = """def convert(saved_model_dir, mode, representative=None):
     if mode not in ("float", "dynamic", "float16", "int8"):

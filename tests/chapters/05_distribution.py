@@ -1,4 +1,5 @@
-"""Chapter 5's answers the graders must accept (CORRECT) or reject (WRONG), and its prose's numbers.
+"""Chapter 5's checks: what its executed solution must show (check), the answers its
+graders must accept (CORRECT) or reject (WRONG), and the numbers its prose quotes (CLAIMS).
 
 Each variant is the whole source of an exercise cell, written as a student would write it.
 """
@@ -8,6 +9,19 @@ Each variant is the whole source of an exercise cell, written as a student would
 import json
 from collections.abc import Iterable
 from pathlib import Path
+
+
+def check(results: dict, workdir: Path) -> None:
+    """What the executed solution recorded (results.json) and left in its work folder."""
+    assert results["data_parallel_max_gradient_difference"] < 1e-5
+    assert results["model_parallel_bytes_per_step"] > 0
+    assert [row["replicas"] for row in results["strategies"]] == [1, 2, 2]
+    assert results["mwms_same_weights"] is True
+    assert all(1 <= epoch < 3 for epoch in results["fault_tolerance"].values()), results
+    assert all(n >= 1 for n in results["fault_tolerance_restarts"].values()), results
+    assert results["ps_tasks_holding_variables"] == ["ps:0", "ps:1"]
+    assert [row["workers"] for row in results["scaling"]] == [1, 2, 3]
+
 
 NOTEBOOK = Path(__file__).parents[2] / "solutions" / "05_distribution" / "05_distribution.ipynb"
 

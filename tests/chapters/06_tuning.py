@@ -1,4 +1,5 @@
-"""Chapter 6's answers the graders must accept (CORRECT) or reject (WRONG), and its prose's numbers.
+"""Chapter 6's checks: what its executed solution must show (check), the answers its
+graders must accept (CORRECT) or reject (WRONG), and the numbers its prose quotes (CLAIMS).
 
 Each variant is the whole source of an exercise cell, written as a student would write it.
 """
@@ -7,6 +8,45 @@ Each variant is the whole source of an exercise cell, written as a student would
 
 import json
 from pathlib import Path
+
+import psutil
+
+
+def check(results: dict, workdir: Path) -> None:
+    """What the executed solution recorded (results.json) and left in its work folder."""
+    assert [row["search"] for row in results["single_process"]] == [
+        "random",
+        "bayesian",
+        "hyperband",
+    ]
+    hyperband, random_search = results["single_process"][2], results["single_process"][0]
+    assert (
+        hyperband["epochs trained"]
+        < hyperband["trials"] * random_search["epochs trained"] / random_search["trials"]
+    )
+    # The search really ran across processes: two workers completed trials; none is left running.
+    by_worker = results["distributed_trials_by_worker"]
+    assert len(by_worker) >= 2 and all(by_worker.values()), by_worker
+    assert sum(map(len, by_worker.values())) == 4, by_worker
+    # ... with the notebook's own functions, shipped by source beside the task function
+    program = (workdir / "tuning" / "distributed" / "logs" / "search_task.py").read_text()
+    for name in ("build_model(hp)", "make_tuner(kind,", "run_search(tuner,", "search_task("):
+        assert f"def {name}" in program, name
+    death = results["worker_death"]
+    assert death["lost_by"] == death["victim"].replace(":", "") and death["restarts"] == 1, death
+    assert death["rerun_by"] == [death["lost_by"]] and death["final_statuses"] == ["COMPLETED"], (
+        death
+    )
+    assert results["served_matches_keras"] is True and results["tuned_test_accuracy"] > 0.8
+    assert (workdir / "models" / "digits_tuned" / "0001" / "saved_model.pb").is_file()
+    alive = [pid for pid in results["cluster_pids"] if pid and psutil.pid_exists(pid)]
+    alive = [pid for pid in alive if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"cluster processes still running: {alive}"
+    task = f"--directory={workdir}"  # what every task of the notebook's searches was started with
+    leftovers = [
+        p.pid for p in psutil.process_iter(["cmdline"]) if task in " ".join(p.info["cmdline"] or [])
+    ]
+    assert not leftovers, f"search tasks still running: {leftovers}"
 
 
 def _space(body: str, imports: str = "    import keras\n\n") -> str:

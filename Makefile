@@ -85,19 +85,19 @@ test-exhaustive: install-dev  ## grading proven exhaustively with real nbgrader 
 	$(BIN)/python -m pytest -n 2 -m exhaustive tests/test_grading_roundtrip.py
 
 bench: install  ## benchmarks, measured side by side in one run (not part of the tests)
-	$(BIN)/python -m scalelab.bench rest-vs-grpc
+	$(BIN)/python -m scalelab bench rest-vs-grpc
 
 release: install  ## regenerate notebooks/ from solutions/ with nbgrader
-	$(BIN)/python -m scalelab.grading release
+	$(BIN)/python -m scalelab grading release
 
 autograde: install  ## grade everything under grader/submitted/ (sandboxed if the course image is there)
-	$(BIN)/python -m scalelab.grading autograde
+	$(BIN)/python -m scalelab grading autograde
 
 feedback: install  ## feedback pages for students, hidden tests removed
-	$(BIN)/python -m scalelab.grading feedback
+	$(BIN)/python -m scalelab grading feedback
 
 grades: install  ## grader/grades.csv from the gradebook
-	$(BIN)/python -m scalelab.grading export
+	$(BIN)/python -m scalelab grading export
 
 clean:  ## remove executed notebooks and caches (keeps .venv)
 	rm -rf build .pytest_cache .ruff_cache .mypy_cache

@@ -16,7 +16,7 @@ c.CourseDirectory.submitted_directory = "grader/submitted"
 c.CourseDirectory.autograded_directory = "grader/autograded"
 c.CourseDirectory.feedback_directory = "grader/feedback"
 c.CourseDirectory.db_url = f"sqlite:///{root / 'grader' / 'gradebook.db'}"
-# Submissions come from an LMS or a folder (python -m scalelab.grading collect), not a shared
+# Submissions come from an LMS or a folder (scalelab grading collect), not a shared
 # exchange; keeping its folder in the course stops the formgrader warning about a missing one.
 c.Exchange.root = str(root / "grader" / "exchange")
 # What a chapter writes next to its notebook never goes into the release.

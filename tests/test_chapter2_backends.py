@@ -23,7 +23,7 @@ from scalelab import grading, serving
 from scalelab.serving import docker as docker_backend
 
 CHAPTER = "02_tf_serving"
-DOCKER_MISSING = docker_backend.unavailable_reason()
+DOCKER_MISSING = docker_backend.unavailable()
 pytestmark = [
     pytest.mark.docker,
     pytest.mark.slow,

@@ -49,6 +49,13 @@ def test_solution_has_a_fast_parameter_that_defaults_to_the_learner_mode(path):
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.parent.name)
+def test_fast_mode_and_the_sizes_enter_through_course_setup_alone(path):
+    code = "".join("".join(c["source"]) + "\n" for c in cells(path) if c["cell_type"] == "code")
+    assert f'SIZES = course.setup("{path.parent.name}", FAST)' in code
+    assert code.count("FAST") == 2, "FAST is the parameter, read once by course.setup"
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.parent.name)
 def test_every_exercise_has_a_graded_test_named_after_it(path):
     chapter = path.parent.name[:2]
     meta = [nbgrader_meta(c) for c in cells(path) if nbgrader_meta(c)]

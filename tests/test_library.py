@@ -19,12 +19,19 @@ def test_record_appends_json_ready_values(tmp_path):
 
 def test_fast_mode_switches_on_while_nbgrader_executes(monkeypatch):
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-    assert course.setup(fast=False) is True
+    sizes = course.setup("01_savedmodel", fast=False)
+    assert sizes.fast is True and sizes.epochs == course.SIZES["01_savedmodel"]["epochs"][0]
 
 
 def test_fast_mode_stays_off_for_learners(monkeypatch):
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
-    assert course.setup(fast=False) is False
+    sizes = course.setup("01_savedmodel", fast=False)
+    assert sizes.fast is False and sizes.epochs == course.SIZES["01_savedmodel"]["epochs"][1]
+
+
+def test_setup_names_the_chapters_it_knows_when_given_another():
+    with pytest.raises(KeyError, match="01_savedmodel"):
+        course.setup("07_nothing")
 
 
 def test_version_path_is_zero_padded_and_rejects_non_versions(tmp_path):

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from scalelab import course, processes
+from scalelab import course
+from scalelab.processes import programs
 
 
 def doubled_as_numpy(x):
@@ -26,7 +27,7 @@ def hangs():
 
 
 def test_run_function_returns_what_the_function_returns_with_numpy_as_plain_values():
-    assert processes.run_function(doubled_as_numpy, {"x": 3}, what="double", timeout=60) == {
+    assert programs.run_function(doubled_as_numpy, {"x": 3}, what="double", timeout=60) == {
         "twice": 6.0,
         "list": [0, 1],
     }
@@ -34,20 +35,20 @@ def test_run_function_returns_what_the_function_returns_with_numpy_as_plain_valu
 
 def test_run_function_that_raises_names_the_program_and_quotes_its_traceback():
     with pytest.raises(RuntimeError, match="your program failed") as failed:
-        processes.run_function(crashes, what="your program", timeout=60)
+        programs.run_function(crashes, what="your program", timeout=60)
     assert "ValueError: the learner's bug" in str(failed.value)
 
 
 def test_run_function_that_hangs_is_stopped_at_its_deadline_and_says_so():
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="did not finish within 3 s"):
-        processes.run_function(hangs, what="a hanging program", timeout=3)
+        programs.run_function(hangs, what="a hanging program", timeout=3)
     assert time.monotonic() - started < 30
 
 
 def test_a_lambda_cannot_be_shipped_and_the_error_says_to_use_def(tmp_path):
     with pytest.raises(ValueError, match="defined with def"):
-        processes.function_program(lambda: None, tmp_path)
+        programs.function_program(lambda: None, tmp_path)
 
 
 def test_run_program_falls_back_to_the_reference_and_prints_why(capsys):

@@ -1,5 +1,5 @@
-"""scalelab.tuning without training: TF_CONFIG to Keras Tuner's variables, trial logs, rates;
-the programs that carry a learner's functions to a search's tasks."""
+"""scalelab.training.tuning without training: TF_CONFIG to Keras Tuner's variables, trial
+logs, rates; the programs that carry a learner's functions to a search's tasks."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from scalelab import processes, tuning
+from scalelab.processes import programs
+from scalelab.training import tuning
 
 CLUSTER = {"chief": ["localhost:7000"], "worker": ["localhost:7001", "host-b:7002"]}
 
@@ -138,7 +139,7 @@ def uses_numpy_unimported(x):
 
 
 def test_a_program_carries_the_functions_it_is_given_beside_its_own(tmp_path):
-    program = processes.function_program(main_program, tmp_path, also=[helper])
+    program = programs.function_program(main_program, tmp_path, also=[helper])
     assert "def helper(x)" in program.read_text()
     done = subprocess.run(
         [sys.executable, str(program), json.dumps({"x": 1})], capture_output=True, text=True,
@@ -148,6 +149,6 @@ def test_a_program_carries_the_functions_it_is_given_beside_its_own(tmp_path):
 
 
 def test_standalone_shows_a_name_a_function_uses_without_importing_it():
-    assert processes.standalone(helper)(1) == 2
+    assert programs.standalone(helper)(1) == 2
     with pytest.raises(NameError, match="np"):
-        processes.standalone(uses_numpy_unimported)([1])
+        programs.standalone(uses_numpy_unimported)([1])

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
-from scalelab.processes import native_stderr_silenced
+from scalelab.processes.children import native_stderr_silenced
 
 RESULTS_FILE = "results.json"
 T = TypeVar("T")
@@ -49,7 +49,7 @@ SIZES: dict[str, dict[str, tuple[Any, Any]]] = {
 }
 
 
-# Chapter 5's biggest cluster peaks at 2.1 GB with the kernel (`python -m scalelab.bench memory`).
+# Chapter 5's biggest cluster peaks at 2.1 GB with the kernel (`scalelab bench memory`).
 SMALL_MEMORY_MB = 3000
 
 
@@ -78,12 +78,21 @@ def grading() -> bool:
     return bool(os.environ.get("NBGRADER_EXECUTION"))
 
 
-def setup(fast: bool = False, seed: int = 42) -> bool:
-    """Quiet TensorFlow, seed every generator, and return the effective fast-mode flag.
+def fast_mode(asked: bool = False) -> bool:
+    """Whether this run is in fast mode, the one place that decides: when asked for (the
+    notebook's FAST parameter, which papermill sets) or while nbgrader grades, because nbgrader
+    runs notebooks without parameters."""
+    return bool(asked) or grading()
 
-    Fast mode is on when asked for (papermill passes FAST=True) or while nbgrader grades,
-    because nbgrader runs notebooks without papermill parameters.
+
+def setup(chapter: str, fast: bool = False, seed: int = 42) -> SimpleNamespace:
+    """Quiet TensorFlow, seed every generator, and return the chapter's sizes for this run.
+
+    The sizes are fast or full as fast_mode(fast) decides (their `fast` says which), printed as
+    one line and returned by name: `SIZES = course.setup("01_savedmodel", FAST)`.
     """
+    if chapter not in SIZES:
+        raise KeyError(f"no sizes for chapter {chapter!r}; chapters: {', '.join(SIZES)}")
     tf = quiet_tensorflow()
     import numpy as np
 
@@ -91,23 +100,13 @@ def setup(fast: bool = False, seed: int = 42) -> bool:
     random.seed(seed)
     np.random.seed(seed)
     tf.random.set_seed(seed)
-    fast = bool(fast) or grading()
-    print(
-        f"scalelab: fast mode {'on' if fast else 'off'}, seed {seed}, TensorFlow {tf.__version__}"
-    )
-    return fast
-
-
-def settings(chapter: str, fast: bool) -> SimpleNamespace:
-    """The chapter's sizes for this run (fast or full), printed as one line and returned by name."""
-    if chapter not in SIZES:
-        raise KeyError(f"no sizes for chapter {chapter!r}; chapters: {', '.join(SIZES)}")
+    fast = fast_mode(fast)
     chosen = {name: pair[0 if fast else 1] for name, pair in SIZES[chapter].items()}
     print(
-        f"{'fast' if fast else 'full'} mode sizes: "
-        + ", ".join(f"{k}={v}" for k, v in chosen.items())
+        f"scalelab: fast mode {'on' if fast else 'off'}, seed {seed}, TensorFlow {tf.__version__}"
+        "; sizes: " + ", ".join(f"{k}={v}" for k, v in chosen.items())
     )
-    return SimpleNamespace(**chosen)
+    return SimpleNamespace(fast=fast, **chosen)
 
 
 def answer(

@@ -1,12 +1,11 @@
 """The instructor's workflow over real nbgrader: release, autograde, feedback, export, round trip.
 
-Run `python -m scalelab.grading --help`. Every command works on a course root: a folder with
+Its command line is `scalelab grading --help`. Every command works on a course root: a folder with
 `solutions/`, `notebooks/` and `grader/nbgrader_config.py` (the repository, or a copy of it).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -21,7 +20,8 @@ from typing import Any
 from nbconvert.preprocessors import Preprocessor
 from tqdm.auto import tqdm
 
-from scalelab import guards, processes, student_copy, submissions
+from scalelab import guards, submissions
+from scalelab.processes import children
 
 CONFIG = Path("grader") / "nbgrader_config.py"
 # The course image (docker-compose.yml): the library and its reference answers, which hidden tests
@@ -85,10 +85,10 @@ def nbgrader(root: Path, *args: str, timeout: float = 1800, strict: bool = True)
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
     # jsonschema's IRI check compiles a grammar on import (~2 s a process); nbgrader never needs it.
-    command = processes.python_module("nbgrader", args, skip=["rfc3987_syntax"])
+    command = children.python("nbgrader", args, skip=["rfc3987_syntax"])
     what = f"`nbgrader {' '.join(args)}`"
     try:
-        done = processes.run(
+        done = children.run(
             command,
             what,
             env=env,
@@ -105,7 +105,7 @@ def nbgrader(root: Path, *args: str, timeout: float = 1800, strict: bool = True)
     if strict and (
         "[ERROR]" in log or "| ERROR]" in log
     ):  # nbgrader logs some failures and still exits 0
-        raise GradingError(f"{what} logged an error:\n{processes.tail(log, 25)}")
+        raise GradingError(f"{what} logged an error:\n{children.tail(log, 25)}")
     return log
 
 
@@ -158,7 +158,7 @@ def sandbox_engine(image: str) -> str:
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"no Docker client or engine answers ({error})"
     if found.returncode != 0:
-        return processes.tail(found.stderr, 2) or f"no image {image}"
+        return children.tail(found.stderr, 2) or f"no image {image}"
     return ""
 
 
@@ -359,6 +359,11 @@ def gradebook_students(root: Path) -> list[str]:
         return sorted(student.id for student in gradebook.students)
 
 
+def students(root: Path, chapter: str) -> list[str]:
+    """Every student of the gradebook and every one who submitted `chapter`, sorted."""
+    return sorted(set(gradebook_students(root)) | set(submitted_students(root, chapter)))
+
+
 def submitted_students(root: Path, chapter: str) -> list[str]:
     """Students with a folder for `chapter` under grader/submitted/."""
     return sorted(p.parent.name for p in (root / "grader" / "submitted").glob(f"*/{chapter}"))
@@ -458,108 +463,3 @@ def choose_sandbox(choice: str, image: str) -> str:
         return ""
     print(f"grading in Docker sandboxes of {image}: no network, limited CPU and memory")
     return image
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line: the instructor's workflow, one step or all of them (`grade`)."""
-    parser = argparse.ArgumentParser(prog="python -m scalelab.grading", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    chapter_help = "e.g. 01_savedmodel (default: every chapter)"
-    commands.add_parser("release", help="notebooks/ from solutions/").add_argument(
-        "chapter", nargs="?", help=chapter_help
-    )
-    commands.add_parser("roster", help="add students from a CSV").add_argument("csv", type=Path)
-    collect = commands.add_parser("collect", help="file submissions from a folder or zip files")
-    collect.add_argument("chapter")
-    collect.add_argument("source", type=Path, help="a folder, a zip, or a folder of zips")
-    for name, text in [("autograde", "grade submissions"), ("grade", "all steps for a chapter")]:
-        step = commands.add_parser(name, help=text)
-        step.add_argument("chapter", nargs=None if name == "grade" else "?", help=chapter_help)
-        step.add_argument("-j", "--workers", type=int, default=2, help="notebooks graded at once")
-        step.add_argument("--sandbox", choices=["auto", "docker", "local"], default="auto")
-        step.add_argument("--image", default=SANDBOX_IMAGE, help="the sandbox's image")
-        step.add_argument("--cell-timeout", type=int, help="seconds per cell (config: 120)")
-        step.add_argument("--notebook-timeout", type=int, help="seconds per notebook (400)")
-        if name == "grade":
-            step.add_argument("--roster", type=Path, help="CSV of students to import first")
-            step.add_argument("--submissions", type=Path, help="folder or zip to collect from")
-    for name, text in [("feedback", "HTML feedback"), ("summary", "summary and plot")]:
-        commands.add_parser(name, help=text).add_argument("chapter", nargs="?", help=chapter_help)
-    commands.add_parser("export", help="grader/grades.csv from the gradebook")
-    copy = commands.add_parser("student-copy", help="what students get, without answers")
-    copy.add_argument("destination", type=Path, help="a new folder")
-    copy.add_argument("--image", help="also build the course's Docker image from it, as this tag")
-    args = parser.parse_args(argv)
-    root = find_course_root()
-    names = [args.chapter] if getattr(args, "chapter", None) else chapters(root)
-    try:
-        if args.command == "release":
-            for path in release(root, args.chapter):
-                print(f"released {path.relative_to(root)}")
-            found = leaks(root)
-            if found:
-                raise GradingError("solution text leaked into notebooks/:\n" + "\n".join(found))
-        elif args.command == "roster":
-            print(f"{len(import_roster(root, args.csv))} students in the gradebook")
-        elif args.command == "collect":
-            students = gradebook_students(root)
-            notes = submissions.collect(root, args.chapter, args.source, students)
-            for student, said in notes.items():
-                print(f"{student}: " + ("; ".join(said) or "collected"))
-        elif args.command in ("autograde", "grade"):
-            image = choose_sandbox(args.sandbox, args.image)
-            timeouts = {
-                key: value
-                for key, value in [
-                    ("timeout", args.cell_timeout),
-                    ("notebook_timeout", args.notebook_timeout),
-                    # how long a stopped cell's last outputs may lag: no longer than a cell
-                    ("iopub_timeout", args.cell_timeout and min(30, args.cell_timeout)),
-                ]
-                if value
-            }
-            if args.command == "grade":
-                if args.roster:
-                    import_roster(root, args.roster)
-                if args.submissions:
-                    submissions.collect(
-                        root, args.chapter, args.submissions, gradebook_students(root)
-                    )
-            percents: dict[str, list[float]] = {}
-            for name in names:
-                students = sorted(
-                    set(gradebook_students(root)) | set(submitted_students(root, name))
-                )
-                percents |= grade(root, name, students, args.workers, image, timeouts)
-            print(
-                f"grades in {root / 'grader' / 'grades.csv'}, plot in {save_plot(root, percents)}"
-            )
-        elif args.command == "summary":
-            percents = {}
-            for name in names:
-                students = sorted(
-                    set(gradebook_students(root)) | set(submitted_students(root, name))
-                )
-                text, percents[name] = summarize(root, name, students, {})
-                print(text)
-            print(f"plot in {save_plot(root, percents)}")
-        elif args.command == "feedback":
-            for name in names:
-                nbgrader(root, "generate_feedback", name, "--force")
-            print(f"feedback (hidden tests removed) in {root / 'grader' / 'feedback'}")
-        elif args.command == "export":
-            nbgrader(root, "export", "--to", str(root / "grader" / "grades.csv"))
-            print(f"grades written to {root / 'grader' / 'grades.csv'}")
-        else:
-            copied = student_copy.student_copy(root, args.destination)
-            print(f"student copy in {copied} (left out: {', '.join(student_copy.LEFT_OUT)})")
-            if args.image:
-                student_copy.build_image(copied, args.image)
-    except GradingError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

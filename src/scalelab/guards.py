@@ -29,7 +29,7 @@ from nbgrader import utils
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
 from traitlets import Integer, List, Unicode
 
-from scalelab import processes
+from scalelab.processes import children
 
 # The folder holding the sitecustomize.py that grading kernels (and their subprocesses) import.
 KERNEL_GUARD = Path(__file__).with_name("kernel_guard")
@@ -239,7 +239,7 @@ class GuardedExecute(Reporting, Execute):
             return nbformat.reads(done.stdout, as_version=4)
         except Exception:  # no notebook came back: nothing of the student's ran to the end
             self.report(resources, f"the sandbox failed (exit {done.returncode}): "
-                        f"{processes.tail(done.stderr, 5)}")  # fmt: skip
+                        f"{children.tail(done.stderr, 5)}")  # fmt: skip
             self._stopped = "not run: the sandbox failed"
             for cell in nb.cells:
                 self.preprocess_cell(cell, resources, 0)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from scalelab import processes
+from scalelab.processes import children
 
 
 def list_files(export_dir: str | Path) -> list[tuple[str, int]]:
@@ -40,8 +40,8 @@ def saved_model_cli(*args: str | Path, timeout: float = 120) -> str:
     print("$ saved_model_cli", shlex.join(words))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     cli = "tensorflow.python.tools.saved_model_cli"
-    command = processes.python_module(cli, words, skip=processes.KERAS_EXTRAS)
-    done = processes.run(command, "saved_model_cli", env=env, timeout=timeout)
+    command = children.python(cli, words, skip=children.KERAS_EXTRAS)
+    done = children.run(command, "saved_model_cli", env=env, timeout=timeout)
     print(done.stdout.rstrip())
     return done.stdout
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from scalelab import processes
+from scalelab.processes import children
 
 __all__ = [
     "interpreter",
@@ -58,7 +58,7 @@ def quiet() -> Iterator[None]:
     captured = io.StringIO()
     try:
         with (
-            processes.native_stderr_silenced(),
+            children.native_stderr_silenced(),
             warnings.catch_warnings(),
             contextlib.redirect_stderr(captured),
         ):

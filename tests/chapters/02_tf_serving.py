@@ -258,9 +258,9 @@ def grpc_predict(target, model_name, images, version=None):
     shape = [d.size for d in out.tensor_shape.dim]
     return values.reshape(shape), reply.model_spec.version.value
 """,
-        "bench.GrpcClient's request": """\
+        "rest_grpc.GrpcClient's request": """\
 def grpc_predict(target, model_name, images, version=None):
-    client = bench.GrpcClient(target, model_name)
+    client = rest_grpc.GrpcClient(target, model_name)
     request = client.request(np.asarray(images, dtype=np.uint8))
     if version is not None:
         request.model_spec.version.value = version

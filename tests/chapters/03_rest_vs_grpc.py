@@ -240,10 +240,10 @@ CORRECT = {
         "protobuf": request.ByteSize(),
     }
 """,
-        "bench's clients build the bodies (compact JSON, serialized request)": """def payload_sizes(images):
-    row = bench.RestClient("http://localhost:1", "digits")
-    columnar = bench.RestClient("http://localhost:1", "digits", columnar=True)
-    stub = bench.GrpcClient("localhost:1", "digits")  # never connects: body() only encodes
+        "rest_grpc's clients build the bodies (compact JSON, serialized request)": """def payload_sizes(images):
+    row = rest_grpc.RestClient("http://localhost:1", "digits")
+    columnar = rest_grpc.RestClient("http://localhost:1", "digits", columnar=True)
+    stub = rest_grpc.GrpcClient("localhost:1", "digits")  # never connects: body() only encodes
     try:
         protobuf = len(stub.body(images))
     finally:
@@ -283,7 +283,7 @@ CORRECT = {
 
 def sweep_batch_sizes(client, images, batch_sizes, requests):
     return [
-        bench.run_load(functools.partial(client.predict, images[:b]), requests=requests, instances=b)
+        driver.run_load(functools.partial(client.predict, images[:b]), requests=requests, instances=b)
         for b in batch_sizes
     ]
 """,
@@ -295,13 +295,13 @@ def sweep_batch_sizes(client, images, batch_sizes, requests):
         return send
 
     senders = [(b, sender(images[:b])) for b in batch_sizes]
-    return [bench.run_load(send, requests=requests, instances=b) for b, send in senders]
+    return [driver.run_load(send, requests=requests, instances=b) for b, send in senders]
 """,
         "plain loop, lambda run at once, no warm-up": """def sweep_batch_sizes(client, images, batch_sizes, requests):
     rows = []
     for b in batch_sizes:
         batch = np.ascontiguousarray(images[0:b])
-        row = bench.run_load(lambda: client.predict(batch), requests=requests, instances=b, warmup=0)
+        row = driver.run_load(lambda: client.predict(batch), requests=requests, instances=b, warmup=0)
         rows.append(row)
     return rows
 """,
@@ -336,7 +336,7 @@ def gzip_grpc_predict(target, model, images):
     finally:
         channel.close()
 """,
-        "urllib and GzipFile; bench builds the PredictRequest, with_call": """import gzip
+        "urllib and GzipFile; rest_grpc builds the PredictRequest, with_call": """import gzip
 import io
 import urllib.request
 
@@ -358,7 +358,7 @@ def gzip_rest_predict(rest_url, model, images):
 
 
 def gzip_grpc_predict(target, model, images):
-    client = bench.GrpcClient(target, model)  # only for its channel and its request
+    client = rest_grpc.GrpcClient(target, model)  # only for its channel and its request
     try:
         reply, _ = client.stub.Predict.with_call(
             client.request(images), timeout=30, compression=grpc.Compression.Gzip
@@ -585,43 +585,43 @@ def payload_sizes(images):
         "late-binding lambdas built before running": """def sweep_batch_sizes(client, images, batch_sizes, requests):
     senders = [lambda: client.predict(images[:b]) for b in batch_sizes]
     return [
-        bench.run_load(send, requests=requests, instances=b)
+        driver.run_load(send, requests=requests, instances=b)
         for send, b in zip(senders, batch_sizes)
     ]
 """,
         "run_load not told the batch size": """def sweep_batch_sizes(client, images, batch_sizes, requests):
     return [
-        bench.run_load(lambda b=b: client.predict(images[:b]), requests=requests)
+        driver.run_load(lambda b=b: client.predict(images[:b]), requests=requests)
         for b in batch_sizes
     ]
 """,
         "the notebook's request count, not the argument": """def sweep_batch_sizes(client, images, batch_sizes, requests):
     return [
-        bench.run_load(lambda b=b: client.predict(images[:b]), requests=SIZES.requests, instances=b)
+        driver.run_load(lambda b=b: client.predict(images[:b]), requests=SIZES.requests, instances=b)
         for b in batch_sizes
     ]
 """,
         "batch sizes sorted": """def sweep_batch_sizes(client, images, batch_sizes, requests):
     return [
-        bench.run_load(lambda b=b: client.predict(images[:b]), requests=requests, instances=b)
+        driver.run_load(lambda b=b: client.predict(images[:b]), requests=requests, instances=b)
         for b in sorted(batch_sizes)
     ]
 """,
         "every image in every request": """def sweep_batch_sizes(client, images, batch_sizes, requests):
     return [
-        bench.run_load(lambda: client.predict(images), requests=requests, instances=b)
+        driver.run_load(lambda: client.predict(images), requests=requests, instances=b)
         for b in batch_sizes
     ]
 """,
         "the last b images": """def sweep_batch_sizes(client, images, batch_sizes, requests):
     return [
-        bench.run_load(lambda b=b: client.predict(images[-b:]), requests=requests, instances=b)
+        driver.run_load(lambda b=b: client.predict(images[-b:]), requests=requests, instances=b)
         for b in batch_sizes
     ]
 """,
         "rows in a dict by batch size": """def sweep_batch_sizes(client, images, batch_sizes, requests):
     return {
-        b: bench.run_load(lambda b=b: client.predict(images[:b]), requests=requests, instances=b)
+        b: driver.run_load(lambda b=b: client.predict(images[:b]), requests=requests, instances=b)
         for b in batch_sizes
     }
 """,
@@ -823,7 +823,7 @@ CLAIMS = {
         5.5,
     ),
     "about 5× at every batch size": (lambda r: max(_json_over_protobuf(r, "photos")), 4.7, 5.5),
-    # what reaches the server through netem.tap (bytes, HTTP headers and HTTP/2 frames included)
+    # what reaches the server through proxy.tap (bytes, HTTP headers and HTTP/2 frames included)
     "the digits' JSON (small integers as text) to about a fifth": (
         lambda r: _to_the_server(r, "digits", "REST gzip") / _to_the_server(r, "digits", "REST"),
         0.15,

@@ -121,7 +121,7 @@ CORRECT = {
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     import tf_keras as keras
 
-    from scalelab import distribute
+    from scalelab.training import distribute
 
     x, y = distribute.digits()
     with strategy.scope():
@@ -163,7 +163,7 @@ CORRECT = {
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     import keras
 
-    from scalelab import distribute
+    from scalelab.training import distribute
 
     def make_data(context):
         x, y = distribute.digits()
@@ -217,7 +217,7 @@ CORRECT = {
         "distribute_datasets_from_function, FixedShardsPartitioner, coordinator.fetch": """def ps_coordinator(steps, batch):
     import tensorflow as tf
 
-    from scalelab import distribute
+    from scalelab.training import distribute
 
     distribute.serve_unless_coordinator()
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()

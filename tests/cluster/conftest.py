@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from scalelab.cluster import Cluster
+from scalelab.processes.cluster import Cluster
 
 # Task programs without TensorFlow, so supervision tests take seconds.
 SCRIPTS = {
@@ -31,13 +31,13 @@ time.sleep(600)
 """,
     "result.py": """
 import json, os
-from scalelab.processes import write_result
+from scalelab.processes.programs import write_result
 task = json.loads(os.environ["TF_CONFIG"])["task"]
 write_result({"task": task, "answer": 42})
 """,
     "serve_or_result.py": """
 import json, os, time
-from scalelab.processes import write_result
+from scalelab.processes.programs import write_result
 task = json.loads(os.environ["TF_CONFIG"])["task"]
 if task["type"] == "chief":  # serves until stopped, like Keras Tuner's oracle
     print("chief serving", flush=True)
@@ -46,7 +46,7 @@ write_result({"task": task})
 """,
     "early_chief.py": """
 import json, os, time
-from scalelab.processes import write_result
+from scalelab.processes.programs import write_result
 task = json.loads(os.environ["TF_CONFIG"])["task"]
 if task["type"] == "worker":  # workers outlive the chief, as a loaded machine can make them
     time.sleep(1.5)

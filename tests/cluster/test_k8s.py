@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scalelab.cluster import make_tf_config
+from scalelab.processes.cluster import make_tf_config
 
 yaml = pytest.importorskip("yaml")
 
@@ -50,7 +50,7 @@ def test_every_pod_builds_the_tf_config_of_its_task_and_is_reachable_by_name(man
         if workload["kind"] == "Job":
             labels["job-name"] = workload["metadata"]["name"]  # added by the Job controller
         assert service["selector"].items() <= labels.items()
-        assert container["args"][:3] == ["python", "-m", "scalelab.cluster"]
+        assert container["args"][:4] == ["python", "-m", "scalelab", "cluster"]
         for index, (_, pod_env) in enumerate(names):
             built = subprocess.run(
                 [*container["command"], "printenv", "TF_CONFIG"],

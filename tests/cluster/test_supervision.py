@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from scalelab.cluster import ClusterError, start_cluster
+from scalelab.processes.cluster import ClusterError, start_cluster
 
 from .conftest import alive, pids, wait_until_dead
 
@@ -127,7 +127,7 @@ def test_stopping_also_kills_processes_a_task_started(script, tmp_path):
 def test_tasks_die_when_the_process_that_started_them_is_killed(script, tmp_path):
     launcher = (
         "import json, sys, time\n"
-        "from scalelab.cluster import start_cluster\n"
+        "from scalelab.processes.cluster import start_cluster\n"
         "cluster = start_cluster(sys.argv[1], workers=2, timeout=600, logdir=sys.argv[2])\n"
         "print(json.dumps([cluster.pid(task) for task in cluster.tasks]), flush=True)\n"
         "time.sleep(600)\n"
@@ -168,7 +168,7 @@ def test_tasks_start_from_a_process_that_serves_and_calls_grpc(tmp_path):
         "import sys\n"
         "from concurrent import futures\n"
         "import grpc\n"
-        "from scalelab import processes\n"
+        "from scalelab.processes import children\n"
         "server = grpc.server(futures.ThreadPoolExecutor(2))\n"
         "port = server.add_insecure_port('127.0.0.1:0')\n"
         "server.start()\n"
@@ -176,7 +176,7 @@ def test_tasks_start_from_a_process_that_serves_and_calls_grpc(tmp_path):
         "grpc.channel_ready_future(channel).result(timeout=10)\n"
         "codes = []\n"
         "for i in range(20):\n"
-        "    child = processes.start([sys.executable, '-c', 'pass'], sys.argv[1], {},"
+        "    child = children.start([sys.executable, '-c', 'pass'], sys.argv[1], {},"
         " own_group=True)\n"
         "    codes.append(child.process.wait(timeout=30))\n"
         "print(codes)\n"

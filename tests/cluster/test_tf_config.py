@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from scalelab.cluster import (
+from scalelab.bench.strategies import format_table
+from scalelab.processes.children import free_ports
+from scalelab.processes.cluster import (
     local_cluster,
     make_tf_config,
     start_cluster,
     tf_config_json,
 )
-from scalelab.processes import free_ports
-from scalelab.strategy_bench import format_table
 
 CLUSTER = {
     "chief": ["host0:2222"],
@@ -75,8 +75,8 @@ def test_local_cluster_lists_only_the_task_types_asked_for():
 @pytest.mark.parametrize(
     ("program", "options", "error", "message"),
     [
-        ("scalelab.cluster", {"ps": 1}, ValueError, "needs chief=True"),
-        ("scalelab.cluster", {"workers": 0}, ValueError, "at least one task"),
+        ("scalelab", {"ps": 1}, ValueError, "needs chief=True"),
+        ("scalelab", {"workers": 0}, ValueError, "at least one task"),
         ("missing.py", {}, FileNotFoundError, "No script"),
         ("not a module", {}, ValueError, "neither a .py script nor a module"),
     ],
@@ -99,11 +99,11 @@ def test_benchmark_table_has_one_line_per_run():
     assert len({len(line) for line in lines}) == 1  # aligned columns
 
 
-def test_command_line_lists_its_subcommands():
+def test_command_line_lists_its_cluster_tasks():
     shown = subprocess.run(
-        [sys.executable, "-m", "scalelab.cluster", "--help"],
+        [sys.executable, "-m", "scalelab", "cluster", "--help"],
         capture_output=True,
         text=True,
         check=True,
     )
-    assert "train" in shown.stdout and "bench" in shown.stdout
+    assert "train" in shown.stdout and "tune" in shown.stdout

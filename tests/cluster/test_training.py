@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from scalelab import distribute
 from scalelab.answers import ch05
-from scalelab.cluster import ClusterError, start_cluster
+from scalelab.processes.cluster import ClusterError, start_cluster
+from scalelab.training import distribute
 
 from .conftest import alive, pids
 
@@ -56,7 +56,7 @@ def _keras3_fit_worker() -> dict[str, object]:
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     import keras
 
-    from scalelab import distribute
+    from scalelab.training import distribute
 
     x, y = distribute.digits()
     with strategy.scope():

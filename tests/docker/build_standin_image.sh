@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds scalelab/serving-standin:test, an image with tensorflow/serving's interface (same
 # entrypoint script, env, ports, flags) whose "tensorflow_model_server" is our local stand-in,
-# `python -m scalelab.serving`. Nothing is pulled: the root filesystem is streamed with tar
+# `python -m scalelab serve`. Nothing is pulled: the root filesystem is streamed with tar
 # from this machine into `docker import`. It holds bash and a few basic commands, the Python
 # the venv was made from, the venv and src/ (at the same absolute paths: venvs do not move),
 # and the system libraries all of those link to. The venv's bin/ comes first on PATH, so the
@@ -57,7 +57,7 @@ cat >"$STAGE/usr/bin/tensorflow_model_server" <<EOF
 # scalelab stand-in for TF Serving's server: the same flags, bound to all interfaces like it.
 export TF_CPP_MIN_LOG_LEVEL=\${TF_CPP_MIN_LOG_LEVEL:-2} GRPC_VERBOSITY=\${GRPC_VERBOSITY:-ERROR}
 export PYTHONUNBUFFERED=1
-exec $PYTHON -m scalelab.serving "\$@" --scalelab_host=0.0.0.0
+exec $PYTHON -m scalelab serve "\$@" --scalelab_host=0.0.0.0
 EOF
 chmod 755 "$STAGE/usr/bin/"*
 printf '%s\n' 'root:x:0:0:root:/root:/bin/bash' 'nobody:x:65534:65534:nobody:/nonexistent:/bin/sh' \

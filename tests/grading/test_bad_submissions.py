@@ -2,7 +2,7 @@
 points their work deserves (tests come from the gradebook, never from the submission), each
 problem is reported, and no other student's grade or file changes.
 
-One `python -m scalelab.grading grade` run (roster, collection from a folder and an LMS zip,
+One `scalelab grading grade` run (roster, collection from a folder and an LMS zip,
 parallel autograde in local kernels, feedback, grades CSV, summary, plot) grades them all; a
 second test runs nbgrader's own `nbgrader autograde` to show the protections live in the course's
 nbgrader config, not only in our command.
@@ -179,7 +179,7 @@ def grade_bad_submissions(base: Path) -> dict[str, Any]:
         writer.writerows([s, s.title(), "Student", f"{s}@example.org"] for s in students)
 
     command = [
-        sys.executable, "-m", "scalelab.grading", "grade", ASSIGNMENT, "--roster", str(roster),
+        sys.executable, "-m", "scalelab", "grading", "grade", ASSIGNMENT, "--roster", str(roster),
         "--submissions", str(inbox), "-j", "3", "--sandbox", "local",
         "--cell-timeout", "5", "--notebook-timeout", "60",
     ]  # fmt: skip

@@ -33,7 +33,7 @@ def sandboxed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         target.parent.mkdir(parents=True)
         target.write_text(json.dumps(handed[student][0]))
     command = [
-        sys.executable, "-m", "scalelab.grading", "grade", ASSIGNMENT, "-j", "2",
+        sys.executable, "-m", "scalelab", "grading", "grade", ASSIGNMENT, "-j", "2",
         "--sandbox", "docker", "--image", IMAGE, "--cell-timeout", "10", "--notebook-timeout", "90",
     ]  # fmt: skip
     env = os.environ | {"SCALELAB_COURSE_ROOT": str(root)}

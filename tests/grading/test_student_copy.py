@@ -1,4 +1,4 @@
-"""`python -m scalelab.grading student-copy`: what students get holds no answer, no hidden test."""
+"""`scalelab grading student-copy`: what students get holds no answer, no hidden test."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def regions(text: str, begin: str, end: str) -> list[str]:
 def copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     destination = tmp_path_factory.mktemp("students") / "scalelab"
     done = subprocess.run(
-        [sys.executable, "-m", "scalelab.grading", "student-copy", str(destination)],
+        [sys.executable, "-m", "scalelab", "grading", "student-copy", str(destination)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

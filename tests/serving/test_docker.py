@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from scalelab import serving
-from scalelab.processes import free_ports
+from scalelab.processes.children import free_ports
 from scalelab.serving import Request
 from scalelab.serving import docker as docker_backend
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from scalelab.serving.local import cli
+from scalelab.serving.local import model_server
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def local() -> Any:
 
 
 def test_flags_take_name_equals_value_and_bare_booleans():
-    flags = cli.parse_flags(
+    flags = model_server.parse_flags(
         [
             "--port=9000",
             "--model_name=m",
@@ -46,14 +46,14 @@ def test_flags_take_name_equals_value_and_bare_booleans():
 @pytest.mark.parametrize("flag", ["--grpc_socket_path=/tmp/s", "--monitoring_config_file=m.txt"])
 def test_tf_serving_flags_the_local_server_lacks_are_refused_by_name(flag):
     name = flag.split("=")[0]
-    with pytest.raises(cli.FlagError, match=f"{name} is a tensorflow_model_server flag"):
-        cli.parse_flags([flag])
+    with pytest.raises(model_server.FlagError, match=f"{name} is a tensorflow_model_server flag"):
+        model_server.parse_flags([flag])
 
 
 @pytest.mark.parametrize("argv", [["--nope=1"], ["port=1"], ["--port"], ["--port=abc"]])
 def test_unknown_or_malformed_flags_are_refused(argv):
-    with pytest.raises(cli.FlagError):
-        cli.parse_flags(argv)
+    with pytest.raises(model_server.FlagError):
+        model_server.parse_flags(argv)
 
 
 def test_floats_are_written_like_tf_serving(local):

@@ -154,9 +154,9 @@ def test_docker_refuses_a_flag_naming_a_missing_file(tmp_path: Path):
 def test_arm64_prefers_another_backend_unless_an_image_is_named(monkeypatch):
     monkeypatch.setattr("platform.machine", lambda: "arm64")
     monkeypatch.delenv("SCALELAB_SERVING_IMAGE", raising=False)
-    assert "no arm64 build" in docker_module.arm64_reason()
+    assert "no arm64 build" in docker_module.passed_over([], [])
     monkeypatch.setenv("SCALELAB_SERVING_IMAGE", "my/serving:arm64")
-    assert docker_module.arm64_reason() is None
+    assert docker_module.passed_over([], []) is None
 
 
 def test_server_reports_where_it_listens(server: serving.Server):
@@ -169,3 +169,10 @@ def test_server_reports_where_it_listens(server: serving.Server):
     if server.backend == "local":
         assert "Running gRPC ModelServer at 127.0.0.1:" in server.logs()
         assert "Exporting HTTP/REST API at:localhost:" in server.logs()
+
+
+def test_every_backend_defines_the_same_five_functions():
+    names = ("unavailable", "passed_over", "chosen", "launch", "describe")
+    for name, backend in serving.BACKENDS.items():
+        assert all(callable(getattr(backend, f, None)) for f in names), name
+    assert list(serving.BACKENDS) == ["remote", "docker", "binary", "local"]  # the order tried

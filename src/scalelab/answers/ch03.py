@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from scalelab import bench
+from scalelab.clients import driver
 
 Row = dict[str, Any]
 
@@ -40,13 +40,13 @@ def payload_sizes(images: np.ndarray) -> dict[str, int]:
 def sweep_batch_sizes(
     client: Any, images: np.ndarray, batch_sizes: Sequence[int], requests: int
 ) -> list[Row]:
-    """One bench.run_load row per batch size, in order, each request sending the first b images."""
+    """One driver.run_load row per batch size, in order, each request sending the first b images."""
 
     def sender(batch: np.ndarray) -> Callable[[], Any]:
         return lambda: client.predict(batch)
 
     return [
-        bench.run_load(sender(images[:size]), requests=requests, instances=size)
+        driver.run_load(sender(images[:size]), requests=requests, instances=size)
         for size in batch_sizes
     ]
 

@@ -1,6 +1,6 @@
 """Reference answers to Chapter 5 (distribution strategies): gradients, a strategy's `fit`, and
 the programs of a multi-worker job (the MultiWorkerMirrored worker, the parameter-server
-coordinator), which `scalelab.distribute` runs on local clusters."""
+coordinator), which `scalelab.training.distribute` runs on local clusters."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def mwms_worker(
     strategy = tf.distribute.MultiWorkerMirroredStrategy()  # before any other TensorFlow op
     import keras
 
-    from scalelab import distribute
+    from scalelab.training import distribute
 
     keras.utils.set_random_seed(42)
     with strategy.scope():
@@ -149,7 +149,7 @@ def ps_coordinator(steps: int, batch: int) -> dict[str, object]:
     where each variable lives. Worker and ps tasks only serve."""
     import tensorflow as tf
 
-    from scalelab import distribute
+    from scalelab.training import distribute
 
     distribute.serve_unless_coordinator()  # a worker or ps task serves here until stopped
     import tf_keras as keras  # Keras 3 cannot apply gradients to sharded variables (TF 2.21)

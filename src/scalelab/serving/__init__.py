@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from scalelab.processes import free_port, free_ports
+from scalelab.processes.children import free_port, free_ports
 
 from .backends import BACKENDS, Backend
 from .docker import cleanup, docker_run_command
@@ -57,10 +57,10 @@ def choose_backend(
         reason = "set by backend="
     if backend is None:
         skipped: list[str] = []
-        for candidate in BACKENDS.values():
+        for name, candidate in BACKENDS.items():
             why_not = candidate.passed_over(models or [], extra_flags) or candidate.unavailable()
             if why_not is None:
-                return candidate.name, "; ".join(filter(None, [*skipped, candidate.chosen()]))
+                return name, "; ".join(filter(None, [*skipped, candidate.chosen()]))
             skipped.append(why_not)
     if backend not in BACKENDS:
         raise ValueError(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 
-from .server import ProcessServer, Request, Server, ServerStartError
+from .server import Models, ProcessServer, Request, Server, ServerStartError
 
 BINARY = "tensorflow_model_server"
 
@@ -29,6 +30,16 @@ def launch(request: Request) -> ProcessServer:
 def unavailable() -> str | None:
     """Why the binary backend cannot run here, or None when it can."""
     return None if find_binary() else f"{BINARY} is not on PATH"
+
+
+def passed_over(models: Models, flags: Sequence[str]) -> str | None:
+    """Never: the binary serves what TF Serving serves."""
+    return None
+
+
+def chosen() -> str:
+    """Why start() picked the binary."""
+    return f"{BINARY} is on PATH"
 
 
 def describe(server: Server) -> str:

@@ -8,7 +8,6 @@ so leftovers of a process that died are removed at the next start. By hand, in P
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import gc
 import itertools
@@ -22,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from .server import Models, Request, Server, ServerStartError, resolve_models
+from .server import Models, Request, Server, ServerStartError, at_exit_once, resolve_models
 
 IMAGE_ENV = "SCALELAB_SERVING_IMAGE"
 # The newest release with a published image (tensorflow-serving-api 2.21 has no 2.21 image yet).
@@ -39,7 +38,6 @@ FILE_FLAGS = (
     "thread_pool_factory_config_file",
 )
 _names = itertools.count(1)
-_exit_hook: list[object] = []  # registered once per process
 
 
 def image() -> str:
@@ -47,7 +45,7 @@ def image() -> str:
     return os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE
 
 
-def arm64_reason() -> str | None:
+def passed_over(models: Models, flags: Sequence[str]) -> str | None:
     """Why the default image is a poor choice on this machine (no arm64 build), else None."""
     if platform.machine().lower() in ("arm64", "aarch64") and not os.environ.get(IMAGE_ENV):
         return (
@@ -86,7 +84,7 @@ def engine_available() -> bool:
             gc.collect()
 
 
-def unavailable_reason() -> str | None:
+def unavailable() -> str | None:
     """Why the docker backend cannot run here (no engine, or no image and no way to pull it),
     or None when it can. Pulls the image (with a progress bar) when it is missing."""
     if not engine_available():
@@ -309,8 +307,7 @@ def launch(request: Request) -> DockerServer:
     except BaseException:
         client.close()
         raise
-    if not _exit_hook:
-        _exit_hook.append(atexit.register(_remove_own_containers, os.getpid()))
+    at_exit_once(_remove_own_containers, os.getpid())
     return DockerServer(client, container, rest_port, grpc_port, request.model_names)
 
 
@@ -327,6 +324,11 @@ def attach(
         client.close()
         raise
     return DockerServer(client, container, rest_port, grpc_port, list(model_names))
+
+
+def chosen() -> str:
+    """Why start() picked Docker."""
+    return "a Docker engine answered"
 
 
 def describe(server: Server) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 import requests
 
 from scalelab import savedmodel
-from scalelab.processes import free_ports
+from scalelab.processes.children import free_ports
 
 from . import argv as docker_argv
 from . import docker, shared, start

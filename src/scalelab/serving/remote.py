@@ -9,7 +9,6 @@ the server's whole model list, so the list of every client's models is kept in t
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import fcntl
 import json
@@ -26,7 +25,7 @@ from typing import Any
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from .server import Models, Request, Server, ServerStartError
+from .server import OPENER, Models, Request, Server, ServerStartError, at_exit_once
 
 REST_ENV, GRPC_ENV = "SCALELAB_SERVING_REMOTE_REST", "SCALELAB_SERVING_REMOTE_GRPC"
 ROOT_ENV, FLAGS_ENV = "SCALELAB_SERVING_REMOTE_ROOT", "SCALELAB_SERVING_REMOTE_FLAGS"
@@ -40,9 +39,7 @@ FLAG_DEFAULTS = {
     "max_num_load_retries": "5",
     "load_retry_interval_micros": "60000000",
 }
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _OWN: dict[tuple[str, str], Remote] = {}  # (gRPC target, model name) this process added
-_exit_hook: list[object] = []  # registered once per process
 
 
 @dataclass(frozen=True)
@@ -71,7 +68,7 @@ class Remote:
 def answers(remote: Remote) -> bool:
     """True when the remote server's REST API answers (any JSON answer will do)."""
     try:
-        _OPENER.open(f"{remote.rest_url}/v1/models/scalelab-ping", timeout=3)
+        OPENER.open(f"{remote.rest_url}/v1/models/scalelab-ping", timeout=3)
     except urllib.error.HTTPError:
         return True  # 404 "Could not find any versions": it is up
     except OSError:
@@ -241,8 +238,7 @@ def launch(request: Request, timeout: float = 120) -> RemoteServer:
             raise
         path.write_text(json.dumps(entries, indent=1))
     _OWN.update({(remote.grpc_target, name): remote for name in configs})
-    if not _exit_hook:
-        _exit_hook.append(atexit.register(_remove_all_of_ours))
+    at_exit_once(_remove_all_of_ours)
     return RemoteServer(remote, list(configs), f"Added {sorted(configs)} to {remote}.\n")
 
 

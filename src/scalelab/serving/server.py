@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -10,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -18,10 +19,11 @@ from urllib.parse import quote
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from scalelab import processes
+from scalelab.processes import children
 
 Models = list[tuple[str, Path]]  # (model name, absolute base path) pairs
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+_AT_EXIT: set[Callable[..., object]] = set()  # hooks registered in this process
 _HINTS = (  # (regular expression found in the logs, what to tell the user)
     ("No versions of servable", "Put each version in a numbered folder: <base path>/1/..."),
     ("Could not find base path", "The base path must be the folder holding numbered versions."),
@@ -68,7 +70,14 @@ class ServerStartError(RuntimeError):
     """The model server did not come up; the message says what to fix and shows its last logs."""
 
 
-class Server(processes.Stoppable):
+def at_exit_once(hook: Callable[..., object], *args: object) -> None:
+    """Call `hook(*args)` when this process exits: registered the first time only."""
+    if hook not in _AT_EXIT:
+        _AT_EXIT.add(hook)
+        atexit.register(hook, *args)
+
+
+class Server(children.Stoppable):
     """A running model server (use it in a `with` block, or call stop())."""
 
     def __init__(
@@ -110,7 +119,7 @@ class ProcessServer(Server):
         handle, log_path = tempfile.mkstemp(prefix=f"scalelab-{backend}-", suffix=".log")
         os.close(handle)
         self._final_logs: str | None = None
-        self._child = processes.start(argv, log_path, env)
+        self._child = children.start(argv, log_path, env)
         self.pid = self._child.process.pid
         self._finalizer = weakref.finalize(self, _end_process, self._child)
 
@@ -132,7 +141,7 @@ class ProcessServer(Server):
         return self._child.process.poll()
 
 
-def _end_process(child: processes.LoggedProcess) -> None:
+def _end_process(child: children.LoggedProcess) -> None:
     """Stop a server's process and delete its log file."""
     child.stop()
     child.log_path.unlink(missing_ok=True)
@@ -199,7 +208,7 @@ def resolve_models(
 def _states(rest_url: str, model: str) -> list[str] | None:
     """The states of a model's versions; [] for an error answer, None when nothing answers."""
     try:
-        with _OPENER.open(f"{rest_url}/v1/models/{quote(model, safe='')}", timeout=5) as answer:
+        with OPENER.open(f"{rest_url}/v1/models/{quote(model, safe='')}", timeout=5) as answer:
             return [v["state"] for v in json.load(answer).get("model_version_status", [])]
     except urllib.error.HTTPError:
         return []
@@ -212,7 +221,7 @@ def failure_message(server: Server, headline: str) -> str:
     logs = server.logs()
     hints = [hint for pattern, hint in _HINTS if re.search(pattern, logs)]
     return "\n".join(
-        [headline, *hints[:1], "Last log lines:", processes.tail(logs, 20) or "(no output)"]
+        [headline, *hints[:1], "Last log lines:", children.tail(logs, 20) or "(no output)"]
     )
 
 

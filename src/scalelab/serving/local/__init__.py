@@ -1,16 +1,18 @@
-"""The local backend: our TF Serving stand-in, run as `python -m scalelab.serving` in a subprocess.
+"""The local backend: our TF Serving stand-in, run as `scalelab serve` in a subprocess.
 
-Modules: `cli` (flags, start-up), `manager` (versions, policy, watching), `servable` (one loaded
-SavedModel), `tensors` (wire formats), `rest`, `grpc`, `batching`, `status` (error codes).
+Modules: `model_server` (flags, start-up), `manager` (versions, policy, watching), `servable` (one
+loaded SavedModel), `tensors` (wire formats), `rest`, `grpc`, `batching`, `status` (error codes).
 """
 
 from __future__ import annotations
 
 import os
-import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from ..server import ProcessServer, Request, Server
+from scalelab.processes.children import python
+
+from ..server import Models, ProcessServer, Request, Server
 
 PARENT_PID_ENV = "SCALELAB_SERVING_PARENT_PID"
 
@@ -26,10 +28,25 @@ def launch(request: Request) -> ProcessServer:
         PYTHONPATH=os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH")) if p),
     )
     env[PARENT_PID_ENV] = str(os.getpid())
-    argv = [sys.executable, "-m", "scalelab.serving", *request.flags()]
+    argv = python("scalelab", ["serve", *request.flags()])
     return ProcessServer(
         "local", argv, env, request.rest_port, request.grpc_port, request.model_names
     )
+
+
+def unavailable() -> str | None:
+    """Never: the stand-in runs wherever this library does."""
+    return None
+
+
+def passed_over(models: Models, flags: Sequence[str]) -> str | None:
+    """Never: the stand-in is the last resort."""
+    return None
+
+
+def chosen() -> str:
+    """Nothing to add: start() says why it passed the others over."""
+    return ""
 
 
 def describe(server: Server) -> str:

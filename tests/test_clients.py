@@ -1,7 +1,8 @@
-"""scalelab.netem's throttled link and scalelab.bench's helpers: bytes and order, never time.
+"""scalelab.clients: the throttled link, the clients, the load driver's and timing's helpers:
+bytes and order, never time.
 
 How fast the link is (1 MB at 8 Mbit/s takes about a second) is measured by the benchmark
-(`bench.measure_link`, printed by `python -m scalelab.bench rest-vs-grpc`), not asserted here.
+(`timing.measure_link`, printed by `scalelab bench rest-vs-grpc`), not asserted here.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from scalelab import bench, netem
-from scalelab.netem import ThrottledLink
+from scalelab.clients import driver, proxy, rest_grpc, scripted, timing
+from scalelab.clients.proxy import ThrottledLink
 
 
 class EchoServer:
@@ -119,17 +120,17 @@ def test_stop_closes_open_connections(echo):
 
 
 def test_http_and_grpc_go_through_the_link():
-    http_sink, grpc_sink = bench._HttpSink(), bench._GrpcSink()
+    http_sink, grpc_sink = timing._HttpSink(), timing._GrpcSink()
     try:
         with (
-            ThrottledLink(*bench._host_port(http_sink.url), mbit_per_s=100, rtt_ms=2) as rest,
-            ThrottledLink(*bench._host_port(grpc_sink.target), mbit_per_s=100, rtt_ms=2) as rpc,
+            ThrottledLink(*timing._host_port(http_sink.url), mbit_per_s=100, rtt_ms=2) as rest,
+            ThrottledLink(*timing._host_port(grpc_sink.target), mbit_per_s=100, rtt_ms=2) as rpc,
         ):
-            client = bench.RestClient(rest.url, "m")
-            send = bench._sink_sender(client, b'{"instances": [1]}' * 1000, 12345)
+            client = rest_grpc.RestClient(rest.url, "m")
+            send = timing._sink_sender(client, b'{"instances": [1]}' * 1000, 12345)
             assert len(send()) == 12345 and len(send()) == 12345  # one kept-alive connection
-            grpc_client = bench.GrpcClient(rpc.address, "m")
-            assert len(bench._sink_sender(grpc_client, b"\x0a" * 5000, 777)()) == 777
+            grpc_client = rest_grpc.GrpcClient(rpc.address, "m")
+            assert len(timing._sink_sender(grpc_client, b"\x0a" * 5000, 777)()) == 777
             grpc_client.close()
             assert rest.bytes_up > 2 * 18000 and rpc.bytes_up > 5000
     finally:
@@ -145,22 +146,22 @@ def test_links_describe_themselves():
 
 
 def test_host_port_reads_urls_and_grpc_targets():
-    assert bench._host_port("http://127.0.0.1:8501") == ("127.0.0.1", 8501)
-    assert bench._host_port("serving:8500") == ("serving", 8500)
+    assert timing._host_port("http://127.0.0.1:8501") == ("127.0.0.1", 8501)
+    assert timing._host_port("serving:8500") == ("serving", 8500)
 
 
 def test_servers_are_described_by_backend():
-    local = bench.describe_server(SimpleNamespace(backend="local"))
+    local = rest_grpc.describe_server(SimpleNamespace(backend="local"))
     assert local.startswith("local backend: scalelab stand-in (Python, TensorFlow ")
     docker = SimpleNamespace(
         backend="docker",
         container=SimpleNamespace(attrs={"Config": {"Image": "tensorflow/serving:2.20.0"}}),
     )
-    assert bench.describe_server(docker) == (
+    assert rest_grpc.describe_server(docker) == (
         "docker backend: TF Serving in Docker, image tensorflow/serving:2.20.0"
     )
     remote = SimpleNamespace(backend="remote", rest_url="http://serving:8501", grpc_target="s:1")
-    assert "http://serving:8501" in bench.describe_server(remote)
+    assert "http://serving:8501" in rest_grpc.describe_server(remote)
 
 
 def test_link_ratios_read_rows():
@@ -168,19 +169,19 @@ def test_link_ratios_read_rows():
         {"link": "l", "protocol": p, "batch size": 8, "instances/s": v}
         for p, v in (("REST row", 10.0), ("REST gzip", 15.0), ("gRPC", 40.0))
     ]
-    assert bench.link_ratios(rows, "l", 8) == {"gRPC/REST row": 4.0, "REST gzip/REST row": 1.5}
+    assert timing.link_ratios(rows, "l", 8) == {"gRPC/REST row": 4.0, "REST gzip/REST row": 1.5}
 
 
 def test_a_tap_counts_what_reaches_the_target(echo):
     with ThrottledLink("127.0.0.1", echo.port, mbit_per_s=0, rtt_ms=0) as link:
         assert exchange(link.port, b"x" * 1000) == b"x" * 1000
-    with netem.tap(f"http://127.0.0.1:{echo.port}") as tapped:
+    with proxy.tap(f"http://127.0.0.1:{echo.port}") as tapped:
         assert tapped.target == ("127.0.0.1", echo.port) and tapped.describe().startswith(
             "unlimited"
         )
         assert exchange(tapped.port, b"y" * 5000) == b"y" * 5000
     assert tapped.bytes_up == tapped.bytes_down == 5000
-    assert netem.tap(f"127.0.0.1:{echo.port}").target == ("127.0.0.1", echo.port)
+    assert proxy.tap(f"127.0.0.1:{echo.port}").target == ("127.0.0.1", echo.port)
 
 
 def _post_many(url: str, clients: int, each: int, shared: bool = False) -> list[int]:
@@ -204,7 +205,7 @@ def _post_many(url: str, clients: int, each: int, shared: bool = False) -> list[
 
 
 def test_scripted_server_fails_every_kth_request_and_counts():
-    with bench.ScriptedServer(delay_s=0.05, fail_every=3) as server:
+    with scripted.ScriptedServer(delay_s=0.05, fail_every=3) as server:
         codes = _post_many(server.url, clients=3, each=3)
     assert sorted(codes) == [200] * 6 + [500] * 3
     assert server.requests == 9 and server.connections == 3
@@ -212,10 +213,10 @@ def test_scripted_server_fails_every_kth_request_and_counts():
 
 
 def test_sessions_by_thread_sees_a_shared_session():
-    with bench.ScriptedServer(delay_s=0.05) as server:  # the threads overlap, so ids differ
-        with bench.sessions_by_thread() as own:
+    with scripted.ScriptedServer(delay_s=0.05) as server:  # the threads overlap, so ids differ
+        with driver.sessions_by_thread() as own:
             _post_many(server.url, clients=3, each=2)
-        with bench.sessions_by_thread() as shared:
+        with driver.sessions_by_thread() as shared:
             _post_many(server.url, clients=3, each=2, shared=True)
     assert len(own) == 3 and all(len(threads) == 1 for threads in own.values())
     assert len(shared) == 1 and len(next(iter(shared.values()))) >= 2
@@ -229,26 +230,26 @@ def test_sessions_by_thread_sees_a_shared_session():
 def test_call_within_fails_a_call_that_hangs_and_a_stalled_server_ends_it():
     import requests
 
-    with bench.ScriptedServer(stall=True) as server:
+    with scripted.ScriptedServer(stall=True) as server:
         with pytest.raises(AssertionError, match=r"did not return within 0\.5 s"):
-            bench.call_within(0.5, requests.post, server.url, data=b"{}")
+            driver.call_within(0.5, requests.post, server.url, data=b"{}")
         with pytest.raises(requests.Timeout):
-            bench.call_within(10, requests.post, server.url, data=b"{}", timeout=0.2)
-    assert bench.call_within(5, sum, [1, 2]) == 3
+            driver.call_within(10, requests.post, server.url, data=b"{}", timeout=0.2)
+    assert driver.call_within(5, sum, [1, 2]) == 3
     with pytest.raises(requests.ConnectionError):
-        requests.post(bench.refused_url(), data=b"{}", timeout=5)
+        requests.post(scripted.refused_url(), data=b"{}", timeout=5)
 
 
 def test_spread_and_load_summary():
-    assert bench.spread([1.0, 2.0, 3.0, 4.0, 100.0]) == {
+    assert driver.spread([1.0, 2.0, 3.0, 4.0, 100.0]) == {
         "median": 3.0,
         "q25": 2.0,
         "q75": 4.0,
         "min": 1.0,
         "max": 100.0,
     }
-    assert all(v != v for v in bench.spread([]).values())  # NaN when nothing was measured
-    row = bench.load_summary({"latencies": [0.001, 0.003], "errors": ["x"], "seconds": 0.5}, 2, 4)
+    assert all(v != v for v in driver.spread([]).values())  # NaN when nothing was measured
+    row = driver.load_summary({"latencies": [0.001, 0.003], "errors": ["x"], "seconds": 0.5}, 2, 4)
     assert row["requests"] == 2 and row["errors"] == 1 and row["p50 ms"] == 2.0
     assert row["requests/s"] == 4.0 and row["instances/s"] == 16.0 and row["clients"] == 2
 
@@ -268,7 +269,7 @@ class _FakeClient:
 
 
 def test_request_parts_add_up_to_their_whole():
-    rows = bench.request_parts(_FakeClient(), [1, 2, 3], repeats=4)
+    rows = timing.request_parts(_FakeClient(), [1, 2, 3], repeats=4)
     assert len(rows) == 4
     for row in rows:
         parts = row["encode ms"] + row["round trip ms"] + row["decode ms"]

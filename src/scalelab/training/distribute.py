@@ -2,28 +2,27 @@
 
 The programs themselves (the MultiWorkerMirrored worker, the parameter-server coordinator) are
 what the learner writes; their reference versions are `scalelab.answers.ch05.mwms_worker` and
-`ps_coordinator`. This module runs one on a local cluster (`scalelab.cluster`), kills and
-restarts a worker when asked, and turns what the tasks returned into checks and tables.
-`python -m scalelab.cluster train mwms|ps` runs the reference program as one task (main()), as the
-Kubernetes examples in k8s/ do. Importing this module never imports TensorFlow.
+`ps_coordinator`. This module runs one on a local cluster (`scalelab.processes.cluster`), kills
+and restarts a worker when asked, and turns what the tasks returned into checks and tables.
+(`scalelab cluster train mwms|ps` runs a reference program as one task, as the Kubernetes examples
+in k8s/ do.) Importing this module never imports TensorFlow.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import inspect
 import json
 import re
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from scalelab.cluster import Cluster, ClusterError, TaskResult, start_cluster
+from scalelab.processes.cluster import Cluster, ClusterError, TaskResult, start_cluster
 
 _DEVICE = re.compile(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)")
 _RUNS: dict[str, dict[str, TaskResult]] = {}  # cluster runs already made, by program and settings
@@ -178,34 +177,6 @@ def check_mwms(results: Mapping[str, TaskResult], epochs: int) -> None:
             assert last < first, f"{row['task']}'s loss did not go down: {row['losses']}"
         ran = len(row["losses"]) + (row["resumed at epoch"] or 0)
         assert ran == epochs, f"{row['task']} trained {ran} epochs, not {epochs}: {row}"
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m scalelab.cluster train mwms|ps [...]`: this task's part, with the reference
-    program (scalelab.answers.ch05); its result is saved with processes.write_result."""
-    from scalelab.answers import ch05
-    from scalelab.processes import write_result
-
-    parser = argparse.ArgumentParser(
-        prog="python -m scalelab.cluster train", description=main.__doc__
-    )
-    parser.add_argument("strategy", choices=("mwms", "ps"))
-    parser.add_argument("--epochs", type=int, default=2, help="mwms: epochs")
-    parser.add_argument("--steps-per-epoch", type=int, default=20, help="mwms: steps per epoch")
-    parser.add_argument("--global-batch", type=int, default=64, help="mwms: examples per step")
-    parser.add_argument("--checkpoint-dir", help="mwms: shared folder to resume from (a volume)")
-    parser.add_argument("--pause", type=float, default=0.0, help="mwms: seconds after each epoch")
-    parser.add_argument("--steps", type=int, default=40, help="ps: steps to schedule")
-    parser.add_argument("--batch", type=int, default=32, help="ps: examples per step")
-    options = parser.parse_args(argv)
-    if options.strategy == "ps":
-        write_result(ch05.ps_coordinator(options.steps, options.batch))
-        return
-    folder = options.checkpoint_dir or str(Path(tempfile.mkdtemp(prefix="mwms-")) / "chief")
-    result = ch05.mwms_worker(
-        options.epochs, options.steps_per_epoch, options.global_batch, folder, options.pause
-    )
-    write_result({**result, "weights": digest(result.pop("weights"))})
 
 
 def _wait_for_checkpoint(cluster: Cluster, folder: Path, timeout: float) -> None:

@@ -1,5 +1,5 @@
 """Trials per minute of one Keras Tuner search in 1 process, and on a chief with 1 and 2 workers,
-measured one after another in one run (`python -m scalelab.bench tuning`)."""
+measured one after another in one run (`scalelab bench tuning`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scalelab import cluster, tuning
+from scalelab.processes import cluster
 from scalelab.tables import Table
+from scalelab.training import tuning
 
 
 def tuning_speedup(trials: int = 12, epochs: int = 3, timeout: float = 600.0) -> list[str]:
@@ -19,10 +20,11 @@ def tuning_speedup(trials: int = 12, epochs: int = 3, timeout: float = 600.0) ->
         for workers, chief in ((1, False), (1, True), (2, True)):
             name = f"chief + {workers} worker(s)" if chief else "1 process"
             directory = Path(scratch) / name.replace(" ", "")
-            args = ["tune", f"--trials={trials}", f"--epochs={epochs}", f"--directory={directory}"]
+            args = ["cluster", "tune", f"--trials={trials}", f"--epochs={epochs}"]
+            args.append(f"--directory={directory}")
             started = time.monotonic()
             with cluster.start_cluster(
-                "scalelab.cluster",
+                "scalelab",
                 args,
                 workers=workers,
                 chief=chief,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from scalelab import processes
+from scalelab.processes import programs
 
 TF_KERAS = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -20,7 +20,7 @@ def run_tf_keras(
     program: Callable[..., Any], what: str, timeout: float = 300, **kwargs: Any
 ) -> dict[str, Any]:
     """`program(**kwargs)` in a new Python process whose Keras is tf_keras; what it returns."""
-    return processes.run_function(program, kwargs, what=what, env=TF_KERAS, timeout=timeout)
+    return programs.run_function(program, kwargs, what=what, env=TF_KERAS, timeout=timeout)
 
 
 def train_float(folder: str, hidden: int = 64, epochs: int = 20, seed: int = 1) -> dict[str, Any]:

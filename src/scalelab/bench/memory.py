@@ -1,6 +1,6 @@
 """Peak memory of a chapter: its solution executed in a fresh kernel while the proportional set
 size (PSS) of the kernel and every process it starts is summed twice a second; Linux only
-(`python -m scalelab.bench memory --chapters 05_distribution`). PSS shares each library's pages
+(`scalelab bench memory --chapters 05_distribution`). PSS shares each library's pages
 among the processes that map it, so the sum is what the processes cost together."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 import nbformat
 from nbclient import NotebookClient
+from papermill.parameterize import parameterize_notebook
 
 from scalelab.tables import Table
 
@@ -54,9 +55,7 @@ def peak_memory(repo: Path, chapter: str, fast: bool = True) -> list[str]:
     """Execute `chapter`'s solution and report its peak memory, overall and per cell; a table."""
     solution = repo / "solutions" / chapter / f"{chapter}.ipynb"
     notebook = nbformat.read(solution, as_version=4)  # type: ignore[no-untyped-call]
-    for cell in notebook.cells:
-        if "parameters" in cell.metadata.get("tags", []):
-            cell.source = f"FAST = {fast}"
+    notebook = parameterize_notebook(notebook, {"FAST": fast})  # as CI's papermill runs do
     peaks: dict[int, float] = {}
     current = {"cell": -1}
     done = threading.Event()

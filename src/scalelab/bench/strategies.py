@@ -1,9 +1,8 @@
-"""Steps/s of the digits model under each tf.distribute strategy, each in fresh processes:
-`python -m scalelab.cluster bench`. The programs are Chapter 5's reference answers."""
+"""Steps/s of the digits model under each tf.distribute strategy, each in fresh processes
+(`scalelab bench strategies`). The programs are Chapter 5's reference answers."""
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,16 +12,17 @@ COLUMNS = ("strategy", "keras", "api", "workers", "replicas", "global_batch", "s
 
 
 def bench(steps: int = 200, global_batch: int = 64, timeout: float = 300.0) -> list[dict[str, Any]]:
-    """Time each strategy after a warm-up epoch, one process (or cluster) after another; print
-    steps/s as a table. One machine: Keras 3 `fit` (exercise 2's model); MultiWorkerMirrored:
+    """Time each strategy after a warm-up epoch, one process (or cluster) after another: a row of
+    steps/s each. One machine: Keras 3 `fit` (exercise 2's model); MultiWorkerMirrored:
     the reference worker program (a Keras 3 custom loop) on 2 local workers."""
-    from scalelab import distribute, processes
     from scalelab.answers import ch05
+    from scalelab.processes import programs
+    from scalelab.training import distribute
 
     rows = []
     for strategy in ("none", "mirrored", "central_storage"):
         rows.append(
-            processes.run_function(
+            programs.run_function(
                 _one_process,
                 {"strategy": strategy, "steps": steps, "global_batch": global_batch},
                 what=f"the {strategy} benchmark",
@@ -45,7 +45,6 @@ def bench(steps: int = 200, global_batch: int = 64, timeout: float = 300.0) -> l
             "steps_per_s": round(steps / seconds, 1),
         }
     )
-    print(format_table(rows))
     return rows
 
 
@@ -60,8 +59,8 @@ def _one_process(strategy: str, steps: int, global_batch: int) -> dict[str, obje
     devices = ["/cpu:0", "/cpu:1"]
     import keras
 
-    from scalelab import distribute
     from scalelab.answers import ch05
+    from scalelab.training import distribute
 
     chosen = {
         "none": tf.distribute.get_strategy,
@@ -95,12 +94,3 @@ def _keras_version() -> str:
 def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """Benchmark results as a compact text table, one line per run."""
     return repr(Table(rows, COLUMNS))
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m scalelab.cluster bench [--steps N] [--global-batch N]`."""
-    parser = argparse.ArgumentParser(prog="python -m scalelab.cluster bench", description=__doc__)
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--global-batch", type=int, default=64)
-    options = parser.parse_args(argv)
-    bench(options.steps, options.global_batch)

@@ -1,5 +1,5 @@
 """Autograding throughput: simulated submissions of each chapter (full, partial, empty and broken
-in turn), graded one at a time and then in parallel in one run (`python -m scalelab.bench grading`).
+in turn), graded one at a time and then in parallel in one run (`scalelab bench grading`).
 """
 
 from __future__ import annotations

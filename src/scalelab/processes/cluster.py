@@ -2,22 +2,19 @@
 
 Each task gets its own TF_CONFIG, environment and log file. `Cluster.wait()` returns every task's
 exit code, log tail and JSON result, or stops every task and raises `ClusterError` naming the task
-that failed, hung or ran out of time. `python -m scalelab.cluster train|tune|bench` runs Chapter 5's
-training program (`scalelab.distribute`), Chapter 6's search task (`scalelab.tuning`) or Chapter 5's
-benchmark (`scalelab.strategy_bench`).
+that failed, hung or ran out of time. It runs what it is given (a script, a module, a function)
+and never imports it: the programs belong to their chapters (`scalelab.training`).
 Importing this module never imports TensorFlow.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import weakref
@@ -26,12 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scalelab import processes
-from scalelab.processes import RESULT_ENV
+from scalelab.processes import children
+from scalelab.processes.programs import RESULT_ENV, function_program
 
 TASK_TYPES = ("chief", "worker", "ps")
 _ADDRESS = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})")
-_MODULE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _POLL_SECONDS = 0.1
 _STOP_GRACE_SECONDS = 3.0
 
@@ -105,7 +101,7 @@ def local_cluster(workers: int = 2, ps: int = 0, chief: bool = False) -> dict[st
     """A cluster dict with free ports on this machine, e.g. {'worker': ['localhost:4321', ...]}."""
     counts = {"chief": int(chief), "worker": workers, "ps": ps}
     addresses = iter(
-        f"localhost:{port}" for port in processes.free_ports(max(1, sum(counts.values())))
+        f"localhost:{port}" for port in children.free_ports(max(1, sum(counts.values())))
     )
     return {kind: [next(addresses) for _ in range(n)] for kind, n in counts.items() if n > 0}
 
@@ -116,7 +112,7 @@ class _Task:
     tf_config: dict[str, Any]
     log_path: Path
     result_path: Path
-    child: processes.LoggedProcess | None = None  # the current run
+    child: children.LoggedProcess | None = None  # the current run
     started: float = 0.0
     restarts: int = 0  # all of them, yours and automatic ones
     failures: int = 0  # automatic restarts after a failure
@@ -137,7 +133,7 @@ class _Task:
         return self.child.output() if self.child else ""
 
 
-class Cluster(processes.Stoppable):
+class Cluster(children.Stoppable):
     """A local cluster: one process per task, started by start_cluster(); use it in a `with`."""
 
     def __init__(
@@ -268,7 +264,7 @@ class Cluster(processes.Stoppable):
                 name,
                 task.poll(),
                 task.restarts,
-                processes.tail(task.output()),
+                children.tail(task.output()),
                 json.loads(task.result_path.read_text()) if task.result_path.exists() else None,
                 task.log_path,
             )
@@ -307,7 +303,7 @@ class Cluster(processes.Stoppable):
         if task.restarts:
             with open(task.log_path, "a") as log:
                 log.write(f"\n=== scalelab.cluster: restart {task.restarts} ===\n")
-        task.child = processes.start(self.command, task.log_path, env, own_group=True)
+        task.child = children.start(self.command, task.log_path, env, own_group=True)
         task.started = time.monotonic()
         task.down = task.group_gone = False
 
@@ -337,7 +333,7 @@ class Cluster(processes.Stoppable):
             )
 
     def _quote(self, task: _Task) -> str:
-        tail = processes.tail(task.output()) or "(nothing)"
+        tail = children.tail(task.output()) or "(nothing)"
         quoted = "\n".join(f"    | {line}" for line in tail.splitlines())
         return f"Last lines of {task.log_path}:\n{quoted}"
 
@@ -361,7 +357,7 @@ def start_cluster(
 ) -> Cluster:
     """Start one process per task on localhost, running a script (`x.py`), a module (`-m`), or
     a function: its source is written to a program in the log folder, which every task runs as
-    `function(**kwargs)` (processes.function_program), saving what it returns as its result;
+    `function(**kwargs)` (programs.function_program), saving what it returns as its result;
     the functions in `also` are written into that program beside it.
 
     Each task gets TF_CONFIG, quiet C++ logs, `threads` intra-op threads, TF_USE_LEGACY_KERAS=1
@@ -375,7 +371,7 @@ def start_cluster(
     task_env = {
         "PYTHONUNBUFFERED": "1",
         "PYTHONPATH": os.pathsep.join(
-            [str(Path(__file__).resolve().parents[1]), *filter(None, [os.getenv("PYTHONPATH")])]
+            [str(Path(__file__).resolve().parents[2]), *filter(None, [os.getenv("PYTHONPATH")])]
         ),
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "TF_NUM_INTRAOP_THREADS": str(threads),
@@ -391,12 +387,12 @@ def start_cluster(
     if callable(program):
         if args:
             raise ValueError("A function takes its arguments as kwargs=, not args.")
-        program = processes.function_program(program, logdir, also)
+        program = function_program(program, logdir, also)
         args = [json.dumps(dict(kwargs or {}))]
     elif kwargs or also:
         raise ValueError("kwargs= and also= are for a function; a script or module takes args.")
     cluster = Cluster(
-        _command(program, args),
+        children.python(program, args),
         local_cluster(workers, ps, chief),
         env={**task_env, **(env or {})},
         logdir=logdir,
@@ -405,46 +401,6 @@ def start_cluster(
         finishers=finishers,
     )
     return cluster.start()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m scalelab.cluster train|tune ...` (inside a task) or `... bench` (from a shell)."""
-    parser = argparse.ArgumentParser(prog="python -m scalelab.cluster", description=__doc__)
-    parser.add_argument(
-        "command",
-        choices=("train", "tune", "bench"),
-        help="train: run this task's part of a training job (scalelab.distribute); "
-        "tune: this task's part of a hyperparameter search (scalelab.tuning); "
-        "bench: steps/s of each strategy, as a table (scalelab.strategy_bench)",
-    )
-    parser.add_argument("options", nargs=argparse.REMAINDER, help="the command's own (--help)")
-    options = parser.parse_args(argv)
-    if options.command == "train":
-        processes.skip_imports(["matplotlib"])  # a task needs scikit-learn (digits), no plots
-        from scalelab import distribute
-
-        distribute.main(options.options)
-    elif options.command == "tune":
-        processes.skip_imports(["matplotlib"])
-        from scalelab import tuning
-
-        tuning.main(options.options)
-    else:
-        from scalelab import strategy_bench
-
-        strategy_bench.main(options.options)
-
-
-def _command(program: str | os.PathLike[str], args: Sequence[str]) -> list[str]:
-    """The argv of a task: `python script.py ARGS` or `python -m package.module ARGS`."""
-    if str(program).endswith(".py"):
-        script = Path(program).resolve()
-        if not script.is_file():
-            raise FileNotFoundError(f"No script {script}.")
-        return [sys.executable, str(script), *args]
-    if not _MODULE.fullmatch(str(program)):
-        raise ValueError(f"{program!r} is neither a .py script nor a module name like 'pkg.mod'.")
-    return [sys.executable, "-m", str(program), *args]
 
 
 def _kill_group(task: _Task, signum: int) -> None:
@@ -488,7 +444,3 @@ def _exit_text(code: int) -> str:
     if code < 0:
         return f"was killed by {signal.Signals(-code).name}"
     return f"exited with code {code}"
-
-
-if __name__ == "__main__":
-    main()

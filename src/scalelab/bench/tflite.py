@@ -1,5 +1,5 @@
 """TFLite against Keras on the digits model: int8 size and latency against float, and 2-bit
-weights post-training and with QAT, in one run (`python -m scalelab.bench tflite`)."""
+weights post-training and with QAT, in one run (`scalelab bench tflite`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from scalelab import data, models, qat, tflite
+from scalelab import data, models, tflite
 from scalelab.answers import ch04
+from scalelab.training import qat
 
 
 def _ternary_ptq_and_qat(x_test: np.ndarray, y_test: np.ndarray, epochs: int) -> dict[str, Any]:

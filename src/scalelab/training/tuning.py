@@ -9,7 +9,6 @@ learner's functions shipped to every task. Importing this module never imports T
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -19,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from scalelab import cluster, processes
+from scalelab.processes import cluster
 
 TUNERS = ("random", "bayesian", "hyperband")
 SINGLE = "single"  # the tuner id of a search in one process
@@ -265,7 +264,8 @@ def search_task(
     import os
     from pathlib import Path
 
-    from scalelab import data, tuning
+    from scalelab import data
+    from scalelab.training import tuning
 
     learner = importlib.import_module(functions)
     tuner_id, variables = tuning.oracle_environment(os.environ.get("TF_CONFIG"))
@@ -316,29 +316,6 @@ def kill_mid_trial(
     raise cluster.ClusterError(
         f"No worker started a trial within {timeout:.0f} s: see {search.logdir}"
     )
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """One task of a search with the reference answers' functions (Kubernetes, the benchmark):
-    `python -m scalelab.cluster tune --directory D [--tuner ...]`.
-
-    With a chief in TF_CONFIG, the chief runs the oracle and each worker asks it for trials;
-    without one (or without TF_CONFIG), the task searches on its own.
-    """
-    parser = argparse.ArgumentParser(prog="python -m scalelab.cluster tune", description=__doc__)
-    parser.add_argument("--directory", required=True, help="the search's folder (shared)")
-    parser.add_argument("--tuner", choices=TUNERS, default="random")
-    parser.add_argument("--trials", type=int, default=6, help="max trials (random, bayesian)")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per trial (Hyperband: max)")
-    options = parser.parse_args(argv)
-    result = search_task(
-        options.tuner,
-        options.directory,
-        options.trials,
-        options.epochs,
-        functions="scalelab.answers.ch06",
-    )
-    processes.write_result(result)
 
 
 def oracle_environment(tf_config: str | None) -> tuple[str, dict[str, str]]:

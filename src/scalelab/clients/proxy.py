@@ -14,8 +14,8 @@ works below HTTP, so REST (HTTP/1.1) and gRPC (HTTP/2) go through it alike::
 `tap(address)` is the same proxy without limits: it counts the bytes that reach a server.
 
 No root, no `tc netem`: it is the network a notebook can have. A proxy in Python adds a few
-tens of microseconds per chunk, small next to the delays it emulates; the benchmark in
-`scalelab.bench` measures the link it gets (`measure_link`) rather than trusting the numbers.
+tens of microseconds per chunk, small next to the delays it emulates; `timing.measure_link`
+measures the link it gets rather than trusting the numbers.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import threading
 import time
 from typing import Self
 
-from scalelab.processes import Stoppable
+from scalelab.processes.children import Stoppable
 
 CHUNK = 16 * 1024  # bytes a link sends as one unit (one token-bucket refill)
 # (arrival time, chunk), or None for the end of the stream

@@ -1,13 +1,11 @@
-"""Child processes: run one to its end or start one logging to a file, and quote its log's tail
-when it fails; free TCP ports; native stderr kept quiet; the `with` block of whatever runs until
-stop() (servers, clusters, links). Importing this never imports TensorFlow."""
+"""Child processes, one way for the whole project: the argv of a Python child (`python`), run one
+to its end or start one logging to a file, and quote its log's tail when it fails; free TCP ports;
+native stderr kept quiet; the `with` block of whatever runs until stop() (servers, clusters, links).
+Importing this never imports TensorFlow."""
 
 from __future__ import annotations
-import __future__
 
 import contextlib
-import inspect
-import json
 import os
 import re
 import signal
@@ -15,21 +13,16 @@ import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 TAIL_LINES = 12
-RESULT_ENV = "SCALELAB_RESULT"  # where a child writes its JSON result (see write_result)
 _ERROR_LINE = re.compile(r"(?:\w+\.)*\w*(?:Error|Exception|Exit|Interrupt)\b")
-# Run as `python -c THIS PARENT_PID COMMAND...`: the kernel SIGKILLs the process when the thread
-# that started it ends (PR_SET_PDEATHSIG = 1, kept across exec; it exits at once if that parent
-# is already gone), then it becomes COMMAND, same pid. Done after exec, not in a preexec_fn: with
-# one, Popen must fork() instead of vfork(), and a child forked from a process running grpcio can
-# abort before its exec (gRPC's fork handlers: "epoll_wait error: Bad file descriptor").
+
+
 _DIE_WITH_PARENT = (
     f"import ctypes, os, sys; ctypes.CDLL(None).prctl(1, {int(signal.SIGKILL)}); "
     "os.getppid() == int(sys.argv[1]) or os._exit(1); os.execvp(sys.argv[2], sys.argv[2:])"
@@ -178,6 +171,7 @@ def free_port() -> int:
 # Packages Keras tries to import when TensorFlow imports it, and which our child processes
 # never use: a server or a cluster task starts ~1.5 s sooner without them.
 KERAS_EXTRAS = ("sklearn", "scipy", "matplotlib")
+_MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 def skip_imports(names: Sequence[str] = KERAS_EXTRAS) -> None:
@@ -187,14 +181,25 @@ def skip_imports(names: Sequence[str] = KERAS_EXTRAS) -> None:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
-def python_module(module: str, args: Sequence[str] = (), skip: Sequence[str] = ()) -> list[str]:
-    """The argv of `python -m MODULE ARGS` with this interpreter, the `skip` packages left out
-    of the child's imports (skip_imports) when there are any."""
+def python(
+    program: str | os.PathLike[str], args: Sequence[str] = (), skip: Sequence[str] = ()
+) -> list[str]:
+    """The argv of a Python child with this interpreter, the one way the project starts one:
+    `python script.py ARGS` for a `.py` file, `python -m package.module ARGS` for a module
+    (`python("scalelab", ["serve", ...])` for the project's own commands), with the `skip`
+    packages left out of the child's imports (skip_imports) when there are any."""
+    script = str(program).endswith(".py")
+    if script and not Path(program).is_file():
+        raise FileNotFoundError(f"No script {Path(program).resolve()}.")
+    if not script and not _MODULE.fullmatch(str(program)):
+        raise ValueError(f"{program!r} is neither a .py script nor a module name like 'pkg.mod'.")
+    target = str(Path(program).resolve()) if script else str(program)
     if not skip:
-        return [sys.executable, "-m", module, *args]
+        return [sys.executable, target, *args] if script else [sys.executable, "-m", target, *args]
+    run = f"run_path({target!r}" if script else f"run_module({target!r}, alter_sys=True"
     code = (
-        f"from scalelab.processes import skip_imports; skip_imports({list(skip)!r}); "
-        f"import runpy; runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
+        f"from scalelab.processes.children import skip_imports; skip_imports({list(skip)!r}); "
+        f"import runpy; runpy.{run}, run_name='__main__')"
     )
     return [sys.executable, "-c", code, *args]
 
@@ -216,110 +221,3 @@ def native_stderr_silenced() -> Iterator[None]:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-
-
-def write_result(result: Mapping[str, Any]) -> None:
-    """Inside a child: save its JSON result where its parent reads it (and print it to the log)."""
-    text = json.dumps(result, sort_keys=True, default=_json_value)
-    print(f"scalelab result: {text}", flush=True)
-    if path := os.environ.get(RESULT_ENV):
-        temporary = Path(f"{path}.tmp")
-        temporary.write_text(text + "\n")
-        temporary.replace(path)  # atomic: the parent never reads half a file
-
-
-def _json_value(value: Any) -> Any:
-    """NumPy and TensorFlow scalars and arrays as plain Python values (else their text)."""
-    if hasattr(value, "numpy"):
-        value = value.numpy()
-    return value.tolist() if hasattr(value, "tolist") else str(value)
-
-
-_PROGRAM = '''"""{name}, as written in the notebook, run as a program by scalelab."""
-from __future__ import annotations  # annotations naming what the program does not import
-
-import json
-import sys
-
-from scalelab.processes import write_result
-
-{source}
-
-if __name__ == "__main__":
-    write_result({name}(**json.loads(sys.argv[1])) or {{}})
-'''
-
-
-def function_program(
-    function: Callable[..., Any],
-    folder: str | os.PathLike[str],
-    also: Sequence[Callable[..., Any]] = (),
-) -> Path:
-    """Write `function`'s source as a program (`python PROGRAM KWARGS_JSON`) into `folder`.
-
-    The program calls the function with the keyword arguments given as JSON and saves what it
-    returns (a dict, or None) with write_result. The function runs in a new process: it must
-    import what it uses inside its body, and use no name defined elsewhere in the notebook.
-    The functions in `also` are written above it, as the program's own functions (the program
-    can reach them by name, or as attributes of `sys.modules["__main__"]`).
-    """
-    name = _function_name(function)
-    sources = [_function_source(other) for other in [*also, function]]
-    path = Path(folder) / f"{name}.py"
-    path.write_text(_PROGRAM.format(name=name, source="\n\n\n".join(sources)))
-    return path
-
-
-def standalone(function: Callable[..., Any]) -> Callable[..., Any]:
-    """`function` defined again from its source alone, as a program function_program writes runs
-    it: a name it uses but neither imports nor defines raises NameError when it is called."""
-    namespace: dict[str, Any] = {"__name__": "standalone"}
-    name = _function_name(function)
-    flags = __future__.annotations.compiler_flag  # as in the program: annotations unevaluated
-    exec(compile(_function_source(function), f"<{name}>", "exec", flags=flags), namespace)
-    return namespace[name]  # type: ignore[no-any-return]
-
-
-def _function_name(function: Callable[..., Any]) -> str:
-    name = getattr(function, "__name__", "")
-    if not callable(function) or not name.isidentifier():
-        raise ValueError(f"Pass a function defined with def, not {function!r}.")
-    return str(name)
-
-
-def _function_source(function: Callable[..., Any]) -> str:
-    """The dedented source of a def'd function (ValueError in plain words if there is none)."""
-    name = _function_name(function)
-    try:
-        source = inspect.getsource(function)
-    except (OSError, TypeError) as error:
-        raise ValueError(
-            f"The source of {name} cannot be found ({error}): define it with def in a cell "
-            "or a module, then run that cell again."
-        ) from None
-    return textwrap.dedent(source).rstrip()
-
-
-def run_function(
-    function: Callable[..., Any],
-    kwargs: Mapping[str, Any] | None = None,
-    *,
-    what: str,
-    env: Mapping[str, str] | None = None,
-    timeout: float,
-) -> dict[str, Any]:
-    """Run `function(**kwargs)` in a new Python process (function_program) and return its result.
-
-    `env` is added to this process's environment. If the function raises or overruns
-    `timeout`, raise RuntimeError naming `what`, with the tail of the child's output.
-    """
-    with tempfile.TemporaryDirectory(prefix="scalelab-program-") as scratch:
-        program = function_program(function, scratch)
-        result_path = Path(scratch) / "result.json"
-        child_env = {**os.environ, **(env or {}), RESULT_ENV: str(result_path)}
-        command = [sys.executable, str(program), json.dumps(dict(kwargs or {}))]
-        run(command, what, env=child_env, timeout=timeout)
-        if not result_path.exists():
-            raise RuntimeError(f"{what} ended without a result.")
-        result: dict[str, Any] = json.loads(result_path.read_text())
-    return result

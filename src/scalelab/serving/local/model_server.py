@@ -1,4 +1,4 @@
-"""`python -m scalelab.serving`: the local stand-in for tensorflow_model_server, same flags."""
+"""The local stand-in for tensorflow_model_server, same flags (`scalelab serve`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from google.protobuf import text_format
 from grpc import StatusCode
 from tensorflow_serving.config import model_server_config_pb2
 
-from scalelab.processes import native_stderr_silenced
+from scalelab.processes.children import native_stderr_silenced
 
 from . import PARENT_PID_ENV
 from .batching import BatchingParameters, parse_batching_parameters
@@ -88,7 +88,7 @@ class FlagError(ValueError):
 def usage() -> str:
     """The flags the local server understands."""
     lines = [f"  --{name}={str(default).lower()}" for name, (_, default) in FLAGS.items()]
-    return "usage: python -m scalelab.serving [flags]\nFlags:\n" + "\n".join(lines)
+    return "usage: scalelab serve [flags]\nFlags:\n" + "\n".join(lines)
 
 
 def parse_flags(argv: list[str]) -> dict[str, Any]:

@@ -1,8 +1,14 @@
-"""A learner's function run as its own program: results, plain errors, deadlines, fallback."""
+"""A learner's function run as its own program: results, plain errors, deadlines, fallback, the
+functions it carries beside its own and the names it uses without importing them."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +66,33 @@ def test_run_program_falls_back_to_the_reference_and_prints_why(capsys):
 
     assert course.run_program(lambda: crashes, reference, run) == "reference"
     assert "ValueError" in capsys.readouterr().out
+
+
+def helper(x):
+    return x + 1
+
+
+def main_program(x):
+    import sys
+
+    return {"y": sys.modules["__main__"].helper(x)}
+
+
+def uses_numpy_unimported(x):
+    return np.sum(x)  # noqa: F821 -- as a learner might: np is the notebook's
+
+
+def test_a_program_carries_the_functions_it_is_given_beside_its_own(tmp_path):
+    program = programs.function_program(main_program, tmp_path, also=[helper])
+    assert "def helper(x)" in program.read_text()
+    done = subprocess.run(
+        [sys.executable, str(program), json.dumps({"x": 1})], capture_output=True, text=True,
+        timeout=60, env={**os.environ, "PYTHONPATH": str(Path(programs.__file__).parents[2])},
+    )  # fmt: skip
+    assert '"y": 2' in done.stdout, done.stderr
+
+
+def test_standalone_shows_a_name_a_function_uses_without_importing_it():
+    assert programs.standalone(helper)(1) == 2
+    with pytest.raises(NameError, match="np"):
+        programs.standalone(uses_numpy_unimported)([1])

@@ -1,17 +1,12 @@
 """scalelab.training.tuning without training: TF_CONFIG to Keras Tuner's variables, trial
-logs, rates; the programs that carry a learner's functions to a search's tasks."""
+logs, rates."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from scalelab.processes import programs
 from scalelab.training import tuning
 
 CLUSTER = {"chief": ["localhost:7000"], "worker": ["localhost:7001", "host-b:7002"]}
@@ -122,33 +117,3 @@ def test_start_search_names_the_functions_it_needs(tmp_path):
 
     with pytest.raises(ValueError, match="make_tuner, run_search"):
         tuning.start_search(tmp_path, [build_model])
-
-
-def helper(x):
-    return x + 1
-
-
-def main_program(x):
-    import sys
-
-    return {"y": sys.modules["__main__"].helper(x)}
-
-
-def uses_numpy_unimported(x):
-    return np.sum(x)  # noqa: F821 -- as a learner might: np is the notebook's
-
-
-def test_a_program_carries_the_functions_it_is_given_beside_its_own(tmp_path):
-    program = programs.function_program(main_program, tmp_path, also=[helper])
-    assert "def helper(x)" in program.read_text()
-    done = subprocess.run(
-        [sys.executable, str(program), json.dumps({"x": 1})], capture_output=True, text=True,
-        timeout=60, env={**os.environ, "PYTHONPATH": str(Path(tuning.__file__).parents[1])},
-    )  # fmt: skip
-    assert '"y": 2' in done.stdout, done.stderr
-
-
-def test_standalone_shows_a_name_a_function_uses_without_importing_it():
-    assert programs.standalone(helper)(1) == 2
-    with pytest.raises(NameError, match="np"):
-        programs.standalone(uses_numpy_unimported)([1])

@@ -25,21 +25,21 @@ c.CourseDirectory.ignore = [
     "models", "exports", "results.json", "tuning",
 ]  # fmt: skip
 
-# Students' notebooks are untrusted: scalelab.guards restores every test cell from the gradebook
+# Students' notebooks are untrusted: scalelab.grading.preprocessors restore every test cell from the gradebook
 # (deleted, edited or renamed), limits time per cell and per notebook, survives a dead or stuck
 # kernel, caps outputs, keeps the answers and the gradebook out of the kernel's reach, and writes
 # what it found to grader/reports/<chapter>/<student>.txt. nbgrader's own commands use it too.
 c.Reporting.report_directory = str(root / "grader" / "reports")
 c.Autograde.sanitize_preprocessors = [
-    "scalelab.guards.StartReport",
+    "scalelab.grading.preprocessors.startreport.StartReport",
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
-    "scalelab.guards.RestoreCells",
+    "scalelab.grading.preprocessors.restorecells.RestoreCells",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.Autograde.autograde_preprocessors = [
-    "scalelab.guards.GuardedExecute",
+    "scalelab.grading.preprocessors.guardedexecute.GuardedExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
@@ -64,7 +64,7 @@ c.Execute.iopub_timeout = 30
 # and so do the tracebacks of failed test cells, which quote the lines around the failure.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.ClearHiddenTests",
-    "scalelab.grading.HideTestTracebacks",
+    "scalelab.grading.preprocessors.hidetesttracebacks.HideTestTracebacks",
     "nbgrader.preprocessors.GetGrades",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]

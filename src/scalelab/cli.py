@@ -110,7 +110,6 @@ def _tune(args: argparse.Namespace) -> None:
 
 def _grading_commands(parser: argparse.ArgumentParser) -> None:
     steps = parser.add_subparsers(dest="step", required=True, metavar="STEP")
-    parser.set_defaults(run=_grading)
     chapter_help = "e.g. 01_savedmodel (default: every chapter)"
     steps.add_parser("release", help="notebooks/ from solutions/").add_argument(
         "chapter", nargs="?", help=chapter_help
@@ -136,6 +135,14 @@ def _grading_commands(parser: argparse.ArgumentParser) -> None:
     copy = steps.add_parser("student-copy", help="what students get, without answers")
     copy.add_argument("destination", type=Path, help="a new folder")
     copy.add_argument("--image", help="also build the course's Docker image from it, as this tag")
+    for step in steps.choices.values():
+        step.set_defaults(run=_grading)
+    inside = steps.add_parser("sandbox-run", help="inside a sandbox: execute one notebook")
+    inside.add_argument("notebook", type=Path)
+    inside.add_argument("--timeout", type=int, default=300, help="seconds per cell")
+    inside.add_argument("--notebook-timeout", type=int, default=900)
+    inside.add_argument("--max-output-bytes", type=int, default=2_000_000)
+    inside.set_defaults(run=_sandbox_run)
 
 
 def _grading(args: argparse.Namespace) -> int:
@@ -149,8 +156,16 @@ def _grading(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sandbox_run(args: argparse.Namespace) -> None:
+    """Inside the sandbox: the executed notebook on stdout, each problem on stderr."""
+    from scalelab.grading.preprocessors.guardedexecute import execute_here
+
+    execute_here(args.notebook, args.timeout, args.notebook_timeout, args.max_output_bytes)
+
+
 def _grading_step(args: argparse.Namespace) -> None:
-    from scalelab import grading, student_copy, submissions
+    from scalelab import grading
+    from scalelab.grading import student_copy, submissions
 
     root = grading.find_course_root()
     names = [args.chapter] if getattr(args, "chapter", None) else grading.chapters(root)

@@ -5,7 +5,7 @@
 # from this machine into `docker import`. It holds bash and a few basic commands, the Python
 # the venv was made from, the venv and src/ (at the same absolute paths: venvs do not move),
 # and the system libraries all of those link to. The venv's bin/ comes first on PATH, so the
-# image is also a grading sandbox (no answers in it): `python -m scalelab.guards` runs there.
+# image is also a grading sandbox (no answers in it): `python -m scalelab grading sandbox-run` runs there.
 #
 #   tests/docker/build_standin_image.sh          build, unless the image is up to date
 #   tests/docker/build_standin_image.sh --force  build anyway

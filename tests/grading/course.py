@@ -1,7 +1,8 @@
 """A one-minute nbgrader course for grading tests: two exercises, a visible and a hidden test each.
 
-The protections under test (scalelab.guards, the CLI) do not depend on what a chapter teaches, so a
-tiny assignment proves them in seconds where a chapter would take minutes per submission.
+The protections under test (scalelab.grading's preprocessors, the CLI) do not depend on what a
+chapter teaches, so a tiny assignment proves them in seconds where a chapter would take minutes per
+submission.
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 from course import ASSIGNMENT, edited, make_course
 
-from scalelab import grading, guards
+from scalelab import grading
+from scalelab.grading import reports
 
 REPO = Path(__file__).resolve().parents[2]
 MUL_OK = "def mul(a, b):\n    return a * b"
@@ -237,7 +238,7 @@ def test_no_other_students_file_changed_and_the_kernel_reached_no_answer(graded)
         (root / "grader" / "submitted" / "full" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()
     )
     assert graded_full["cells"], "the snooping student's write to another submission was refused"
-    report = guards.read_report(root / "grader" / "reports", ASSIGNMENT, "snoop")
+    report = reports.read_report(root / "grader" / "reports", ASSIGNMENT, "snoop")
     assert any("solutions" in line and "refused" in line for line in report), report
     assert any("gradebook.db" in line for line in report), report
     assert any("submitted/full" in line for line in report), report
@@ -276,5 +277,5 @@ def test_nbgraders_own_autograde_applies_the_same_protections(tmp_path):
     scores = grading.scores(root, ASSIGNMENT)
     for student in ("deltest", "edittest", "renamed", "death", "snoop"):
         assert scores[student].points == handed[student][1], (student, scores[student])
-        report = guards.read_report(root / "grader" / "reports", ASSIGNMENT, student)
+        report = reports.read_report(root / "grader" / "reports", ASSIGNMENT, student)
         assert any(handed[student][2] in line for line in report), (student, report)

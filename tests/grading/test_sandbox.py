@@ -14,6 +14,7 @@ from course import ASSIGNMENT, make_course
 from test_bad_submissions import REPO, cases, section
 
 from scalelab import grading
+from scalelab.grading import sandbox
 
 IMAGE = os.environ.get("SCALELAB_SANDBOX_IMAGE", grading.SANDBOX_IMAGE)
 STUDENTS = ("full", "untouched", "loop", "death", "deltest", "bigprint", "snoop")
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.docker
 
 @pytest.fixture(scope="module")
 def sandboxed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    if why := grading.sandbox_engine(IMAGE):
+    if why := sandbox.unavailable(IMAGE):
         pytest.skip(f"no sandbox: {why}")
     root = tmp_path_factory.mktemp("sandbox") / "course"
     solution, release = make_course(REPO, root)

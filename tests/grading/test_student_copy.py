@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from scalelab import grading, student_copy
+from scalelab import grading
+from scalelab.grading import student_copy
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,7 +1,10 @@
 """The instructor's workflow over real nbgrader: release, autograde, feedback, export, round trip.
 
-Its command line is `scalelab grading --help`. Every command works on a course root: a folder with
-`solutions/`, `notebooks/` and `grader/nbgrader_config.py` (the repository, or a copy of it).
+Beside it: `preprocessors/` (the course's nbgrader preprocessors, one per module), `sandbox` (each
+notebook in a Docker container), `reports` (what the guards found, per student), `submissions`
+(collection), `student_copy` (what students get) and `kernel_guard/` (the grading kernels' audit
+hook). Its command line is `scalelab grading --help`. Every command works on a course root: a
+folder with `solutions/`, `notebooks/` and `grader/nbgrader_config.py` (the repository, or a copy).
 """
 
 from __future__ import annotations
@@ -10,17 +13,15 @@ import csv
 import json
 import os
 import shutil
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbconvert.preprocessors import Preprocessor
 from tqdm.auto import tqdm
 
-from scalelab import guards, submissions
+from scalelab.grading import reports, sandbox, submissions
 from scalelab.processes import children
 
 CONFIG = Path("grader") / "nbgrader_config.py"
@@ -45,19 +46,6 @@ class Score:
     def __str__(self) -> str:
         pending = ", written answers to grade by hand" if self.needs_manual_grade else ""
         return f"{self.points:g}/{self.max_points:g} autograded points{pending}"
-
-
-class HideTestTracebacks(Preprocessor):
-    """Feedback: a failed test shows its error, not a traceback that quotes hidden tests."""
-
-    enabled = True  # nbconvert preprocessors are off unless enabled
-
-    def preprocess_cell(self, cell, resources, index):  # type: ignore[no-untyped-def]
-        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade"):
-            for output in cell.get("outputs", []):
-                if output.get("output_type") == "error":
-                    output["traceback"] = [f"{output['ename']}: {output['evalue']}"]
-        return cell, resources
 
 
 def find_course_root(start: Path | None = None) -> Path:
@@ -148,20 +136,6 @@ def in_gradebook(root: Path, chapter: str) -> None:
     release(root, chapter)
 
 
-def sandbox_engine(image: str) -> str:
-    """Why a Docker sandbox of `image` cannot be used here ("" if it can)."""
-    try:
-        found = subprocess.run(
-            ["docker", "image", "inspect", "--format", "{{.Id}}", image],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"no Docker client or engine answers ({error})"
-    if found.returncode != 0:
-        return children.tail(found.stderr, 2) or f"no image {image}"
-    return ""
-
-
 def autograde_students(
     root: Path,
     chapter: str,
@@ -177,14 +151,14 @@ def autograde_students(
     limits = [f"--GuardedExecute.{key}={value}" for key, value in (timeouts or {}).items()]
     if image:
         limits.append(f"--GuardedExecute.sandbox_image={image}")
-    reports = root / "grader" / "reports"
+    report_dir = root / "grader" / "reports"
 
     def grade(student: str) -> tuple[str, str]:
         notebook = root / "grader" / "submitted" / student / chapter / f"{chapter}.ipynb"
         if not notebook.is_file():
             return student, "nothing handed in"
         if problem := submissions.is_notebook(notebook.read_bytes()):
-            guards.report_path(reports, chapter, student).unlink(missing_ok=True)
+            reports.report_path(report_dir, chapter, student).unlink(missing_ok=True)
             return student, f"not a readable notebook ({problem})"
         args = ["autograde", chapter, "--force", f"--student={student}", *limits]
         graded = root / "grader" / "autograded" / student / chapter / f"{chapter}.ipynb"
@@ -408,12 +382,12 @@ def summarize(
         full = sum(g >= most for g in got)
         lines.append(f"  {name:<28} mean {mean:.2f}/{most:g}   full marks {full}/{len(got)}")
     percents = []
-    reports = root / "grader" / "reports"
+    report_dir = root / "grader" / "reports"
     for student in students:
         points = sum((per_cell.get(student) or {}).values())
         percents.append(100 * points / total if total else 0.0)
-        said = guards.read_report(reports, chapter, f"{student}.collect")
-        said += guards.read_report(reports, chapter, student)
+        said = reports.read_report(report_dir, chapter, f"{student}.collect")
+        said += reports.read_report(report_dir, chapter, student)
         if student in failed:
             said.append(f"not graded: {failed[student]}")
         said += failed_tests(root, chapter, student)
@@ -455,7 +429,7 @@ def save_plot(root: Path, percent_by_chapter: dict[str, list[float]]) -> Path:
 
 def choose_sandbox(choice: str, image: str) -> str:
     """The image to grade in ("" for local kernels), saying which and why."""
-    why = sandbox_engine(image) if choice != "local" else "asked for local kernels"
+    why = sandbox.unavailable(image) if choice != "local" else "asked for local kernels"
     if choice == "docker" and why:
         raise GradingError(f"--sandbox docker: {why}. Build the image or use --sandbox local.")
     if why:

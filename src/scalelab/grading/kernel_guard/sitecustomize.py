@@ -1,9 +1,9 @@
-"""Imported at start-up by autograding kernels and their subprocesses (scalelab.guards puts this
+"""Imported at start-up by autograding kernels and their subprocesses (GuardedExecute puts this
 folder on PYTHONPATH): refuse the course's answers and grades to the student's code, and note each
 attempt and each network connection beyond this machine in the grader's report.
 
 An audit hook sees what Python does, not what a program it starts does: the sandbox
-(`python -m scalelab.grading autograde --sandbox docker`) is what holds against both.
+(`scalelab grading autograde --sandbox docker`) is what holds against both.
 """
 
 import ipaddress

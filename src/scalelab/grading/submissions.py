@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 import nbformat
 
-from scalelab.guards import report_path
+from scalelab.grading.reports import report_path
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The small Keras models the chapters share, and how to train them in seconds.
 
-Keras is imported on first use, so a tf_keras process (scalelab.distribute) never loads Keras 3.
+Keras is imported on first use, so a tf_keras process (scalelab.training) never loads Keras 3.
 """
 
 from __future__ import annotations

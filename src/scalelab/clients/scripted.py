@@ -9,7 +9,37 @@ from contextlib import suppress
 from typing import Any
 
 
-class ScriptedServer:
+class LoopbackServer:
+    """An HTTP/1.1 server on raw sockets on 127.0.0.1 (a free port, `url`): a thread per
+    connection, each handled by serve(connection)."""
+
+    def __init__(self, name: str) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True, name=name).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self.accepted(connection)
+            threading.Thread(target=self.serve, args=(connection,), daemon=True).start()
+
+    def accepted(self, connection: Any) -> None:
+        """Note a new connection (nothing, unless a subclass counts them)."""
+
+    def serve(self, connection: Any) -> None:
+        """Read the connection's requests and answer them."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop listening."""
+        self._listener.close()
+
+
+class ScriptedServer(LoopbackServer):
     """An HTTP/1.1 server on 127.0.0.1 that answers every request as scripted, and counts.
 
     `delay_s`: wait before each answer; `fail_every`: every k-th request answers 500;
@@ -27,22 +57,14 @@ class ScriptedServer:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._open: list[Any] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True, name="scripted-server").start()
+        super().__init__("scripted-server")
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self._listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                self.connections += 1
-                self._open.append(connection)
-            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+    def accepted(self, connection: Any) -> None:
+        with self._lock:
+            self.connections += 1
+            self._open.append(connection)
 
-    def _serve(self, connection: Any) -> None:
+    def serve(self, connection: Any) -> None:
         try:
             for _ in http_requests(connection):
                 with self._lock:
@@ -69,7 +91,7 @@ class ScriptedServer:
     def close(self) -> None:
         """Stop listening and drop every connection (stalled requests end with an error)."""
         self._closed.set()
-        self._listener.close()
+        super().close()
         with self._lock:
             connections, self._open = self._open, []
         for connection in connections:

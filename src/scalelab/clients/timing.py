@@ -3,8 +3,6 @@ through a throttled link: timed from the client, so any TF Serving can be measur
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -14,10 +12,10 @@ import numpy as np
 from scalelab.clients.driver import run_load, spread
 from scalelab.clients.proxy import ThrottledLink
 from scalelab.clients.rest_grpc import GrpcClient, RestClient, by_name
-from scalelab.clients.scripted import http_answer, http_requests
+from scalelab.clients.scripted import LoopbackServer, http_answer, http_requests
 
 
-class _HttpSink:
+class _HttpSink(LoopbackServer):
     """A do-nothing HTTP/1.1 server on raw sockets: reads a request, answers N bytes.
 
     N is the request's X-Reply-Bytes header. Timing the same client against it, with the same
@@ -26,20 +24,9 @@ class _HttpSink:
     """
 
     def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True, name="http-sink").start()
+        super().__init__("http-sink")
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
-
-    @staticmethod
-    def _serve(connection: Any) -> None:
+    def serve(self, connection: Any) -> None:
         try:
             for fields in http_requests(connection):
                 size = int(fields.get(b"x-reply-bytes", b"0"))
@@ -48,9 +35,6 @@ class _HttpSink:
             return
         finally:
             connection.close()
-
-    def close(self) -> None:
-        self._listener.close()
 
 
 class _GrpcSink:

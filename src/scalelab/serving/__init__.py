@@ -102,11 +102,7 @@ def start(
     grpc_port = grpc_port or next(port for port in spare if port != rest_port)
     request = Request(models, config_file, rest_port, grpc_port, tuple(extra_flags))
     server = BACKENDS[name].launch(request)
-    try:
-        wait_until_available(server, timeout)
-    except BaseException:
-        server.stop()
-        raise
+    wait_until_available(server, timeout)
     return server
 
 

@@ -290,9 +290,5 @@ def start(
     from .docker import attach, image
 
     server = attach(run_detached(argv, image()), rest_port, grpc_port, [model_name])
-    try:
-        wait_until_available(server, timeout)
-    except BaseException:
-        server.stop()
-        raise
+    wait_until_available(server, timeout)
     return server

@@ -227,7 +227,15 @@ def failure_message(server: Server, headline: str) -> str:
 
 def wait_until_available(server: Server, timeout: float) -> None:
     """Poll REST model status until every model has an AVAILABLE version (with no models:
-    until the REST API answers)."""
+    until the REST API answers); if that fails or is interrupted, stop the server and raise."""
+    try:
+        _wait(server, timeout)
+    except BaseException:
+        server.stop()
+        raise
+
+
+def _wait(server: Server, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         code = server.exit_code()

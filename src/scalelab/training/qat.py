@@ -31,17 +31,11 @@ def train_float(folder: str, hidden: int = 64, epochs: int = 20, seed: int = 1) 
     import tensorflow as tf
     import tf_keras as keras
 
-    from scalelab import data
+    from scalelab import data, models
 
     tf.keras.utils.set_random_seed(seed)
     digits = data.load("digits")
-    model = keras.Sequential(
-        [
-            keras.layers.Flatten(input_shape=digits.image_shape),
-            keras.layers.Dense(hidden, activation="relu"),
-            keras.layers.Dense(digits.n_classes, activation="softmax"),
-        ]
-    )
+    model = models.build_classifier(digits.image_shape, digits.n_classes, hidden, api=keras)
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(data.scale(digits.x_train), digits.y_train, epochs=epochs, verbose=0)
     accuracy = model.evaluate(data.scale(digits.x_test), digits.y_test, verbose=0)[1]

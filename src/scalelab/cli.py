@@ -40,9 +40,9 @@ def _serve(flags: list[str]) -> int:
     from scalelab.processes.children import skip_imports
 
     skip_imports()  # the server never uses scikit-learn, SciPy or matplotlib: it starts sooner
-    from scalelab.serving.local.model_server import main as serve
+    from scalelab.serving.local import model_server
 
-    return serve(flags)
+    return model_server.serve(flags)
 
 
 # --- cluster: one task's part, with the reference programs ------------------------------------

@@ -262,14 +262,13 @@ def _watch_parent(stop: threading.Event) -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
-def main(argv: list[str] | None = None) -> int:
+def serve(argv: list[str]) -> int:
     """Run the server until SIGTERM/SIGINT; 255 when it cannot start (like TF Serving's -1)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter())
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-    argv = sys.argv[1:] if argv is None else argv
     if "--help" in argv:
         print(usage())
         return 0

@@ -142,6 +142,7 @@ def _grading_commands(parser: argparse.ArgumentParser) -> None:
     inside.add_argument("--timeout", type=int, default=300, help="seconds per cell")
     inside.add_argument("--notebook-timeout", type=int, default=900)
     inside.add_argument("--max-output-bytes", type=int, default=2_000_000)
+    inside.add_argument("--iopub-timeout", type=int, default=4, help="seconds for late outputs")
     inside.set_defaults(run=_sandbox_run)
 
 
@@ -160,7 +161,13 @@ def _sandbox_run(args: argparse.Namespace) -> None:
     """Inside the sandbox: the executed notebook on stdout, each problem on stderr."""
     from scalelab.grading.preprocessors.guardedexecute import execute_here
 
-    execute_here(args.notebook, args.timeout, args.notebook_timeout, args.max_output_bytes)
+    execute_here(
+        args.notebook,
+        args.timeout,
+        args.notebook_timeout,
+        args.max_output_bytes,
+        args.iopub_timeout,
+    )
 
 
 def _grading_step(args: argparse.Namespace) -> None:

@@ -9,6 +9,7 @@ folder with `solutions/`, `notebooks/` and `grader/nbgrader_config.py` (the repo
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -28,6 +29,11 @@ CONFIG = Path("grader") / "nbgrader_config.py"
 # The course image (docker-compose.yml): the library and its reference answers, which hidden tests
 # compare with, but no solutions/ and no tests (.dockerignore).
 SANDBOX_IMAGE = "scalelab-lab:0.1.0"
+SANDBOX_FIX = (
+    "Make the image's python runnable by user 65534 from a read-only root with a fresh /tmp "
+    "(rebuild it: `scalelab grading student-copy DEST --image TAG`), or grade with "
+    "--sandbox local"
+)
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS")
 
 
@@ -146,7 +152,8 @@ def autograde_students(
 ) -> dict[str, str]:
     """Autograde each student's submission in its own `nbgrader autograde` (`workers` at a time,
     each with its own kernel; in a container of `image` if given); return the students whose
-    grading failed, with why. Unreadable notebooks are not graded: they score 0."""
+    grading failed, with why. Unreadable notebooks are not graded: they score 0. A student whose
+    sandbox did not start (why starts with sandbox.NOT_STARTED) is left out of the gradebook."""
     in_gradebook(root, chapter)
     limits = [f"--GuardedExecute.{key}={value}" for key, value in (timeouts or {}).items()]
     if image:
@@ -168,6 +175,9 @@ def autograde_students(
             log = nbgrader(root, *args, strict=False)
             if graded.is_file():
                 return student, ""
+            if sandbox.NOT_STARTED in log:  # the grader's failure: record nothing for the student
+                forget_submission(root, chapter, student)
+                return student, log[log.index(sandbox.NOT_STARTED) :].splitlines()[0]
             if attempt == 2 or "database is locked" not in log:  # a busy SQLite: one more try
                 errors = [line for line in log.splitlines() if "ERROR" in line]
                 return student, (errors or ["nbgrader failed"])[-1][:300]
@@ -180,6 +190,15 @@ def autograde_students(
             if why:
                 failed[student] = why
     return failed
+
+
+def forget_submission(root: Path, chapter: str, student: str) -> None:
+    """Remove `student`'s submission of `chapter` (and its grades) from the gradebook."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    database = f"sqlite:///{root / 'grader' / 'gradebook.db'}"
+    with Gradebook(database) as gradebook, contextlib.suppress(MissingEntry):
+        gradebook.remove_submission(chapter, student)
 
 
 def scores(root: Path, chapter: str) -> dict[str, Score]:
@@ -385,13 +404,16 @@ def summarize(
     report_dir = root / "grader" / "reports"
     for student in students:
         points = sum((per_cell.get(student) or {}).values())
-        percents.append(100 * points / total if total else 0.0)
         said = reports.read_report(report_dir, chapter, f"{student}.collect")
         said += reports.read_report(report_dir, chapter, student)
         if student in failed:
             said.append(f"not graded: {failed[student]}")
         said += failed_tests(root, chapter, student)
-        lines.append(f"  {student}: {points:g}/{total:g}")
+        if failed.get(student, "").startswith(sandbox.NOT_STARTED):
+            lines.append(f"  {student}: not graded (no points recorded)")
+        else:
+            percents.append(100 * points / total if total else 0.0)
+            lines.append(f"  {student}: {points:g}/{total:g}")
         lines += [f"      - {line}" for line in said]
     return "\n".join(lines), percents
 
@@ -404,14 +426,24 @@ def grade(
     image: str,
     timeouts: dict[str, int] | None = None,
 ) -> dict[str, list[float]]:
-    """Autograde, feedback, grades CSV, summary and plot for one chapter; print as it goes."""
+    """Autograde, feedback, grades CSV, summary and plot for one chapter; print as it goes.
+    Raise, after the summary and with no grades.csv, if a student's sandbox did not start."""
     failed = autograde_students(root, chapter, students, workers, image, timeouts)
     if list((root / "grader" / "autograded").glob(f"*/{chapter}/*.ipynb")):
         nbgrader(root, "generate_feedback", chapter, "--force")
-    nbgrader(root, "export", "--to", str(root / "grader" / "grades.csv"))
+    ungraded = sorted(s for s, why in failed.items() if why.startswith(sandbox.NOT_STARTED))
+    if not ungraded:  # nbgrader exports 0 points for a student with no submission
+        nbgrader(root, "export", "--to", str(root / "grader" / "grades.csv"))
     text, percents = summarize(root, chapter, students, failed)
     (root / "grader" / f"summary-{chapter}.txt").write_text(text + "\n")
     print(text)
+    if ungraded:
+        raise GradingError(
+            f"{len(ungraded)} of {len(students)} students of {chapter} were not graded "
+            f"({', '.join(ungraded)}): {failed[ungraded[0]]}. Nothing was recorded for them and "
+            f"grades.csv was not written; their submissions are kept. {SANDBOX_FIX}, then grade "
+            "again."
+        )
     return {chapter: percents}
 
 
@@ -428,12 +460,17 @@ def save_plot(root: Path, percent_by_chapter: dict[str, list[float]]) -> Path:
 
 
 def choose_sandbox(choice: str, image: str) -> str:
-    """The image to grade in ("" for local kernels), saying which and why."""
+    """The image to grade in ("" for local kernels), saying which and why; raise, before anyone
+    is graded, if the image is there but its sandbox cannot start."""
     why = sandbox.unavailable(image) if choice != "local" else "asked for local kernels"
     if choice == "docker" and why:
         raise GradingError(f"--sandbox docker: {why}. Build the image or use --sandbox local.")
     if why:
         print(f"grading in local kernels (per-cell and per-notebook time limits): {why}")
         return ""
+    if problem := sandbox.cannot_start(image):
+        raise GradingError(
+            f"nobody was graded: the sandbox cannot start: {problem}. {SANDBOX_FIX}."
+        )
     print(f"grading in Docker sandboxes of {image}: no network, limited CPU and memory")
     return image

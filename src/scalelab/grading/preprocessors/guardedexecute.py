@@ -72,7 +72,7 @@ class GuardedExecute(Reporting, Execute):
         run = sandbox.run_in_container(
             nb, self.sandbox_image, cpus=self.sandbox_cpus, memory=self.sandbox_memory,
             timeout=self.timeout, notebook_timeout=self.notebook_timeout,
-            max_output_bytes=self.max_output_bytes,
+            max_output_bytes=self.max_output_bytes, iopub_timeout=self.iopub_timeout,
         )  # fmt: skip
         for problem in run.problems:
             self.report(resources, problem)
@@ -170,15 +170,17 @@ class GuardedExecute(Reporting, Execute):
 
 
 def execute_here(
-    notebook: Path, timeout: int, notebook_timeout: int, max_output_bytes: int
+    notebook: Path, timeout: int, notebook_timeout: int, max_output_bytes: int, iopub_timeout: int
 ) -> None:
     """Inside the sandbox: execute one notebook under GuardedExecute's limits, print it (JSON) on
     stdout and each problem found on stderr (`scalelab grading sandbox-run`)."""
+    print(sandbox.STARTED, file=sys.stderr, flush=True)
     nb = nbformat.read(notebook, as_version=4)
     executor = GuardedExecute(
         timeout=timeout,
         notebook_timeout=notebook_timeout,
         max_output_bytes=max_output_bytes,
+        iopub_timeout=iopub_timeout,
         forbidden_paths=[],
     )
     with contextlib.redirect_stdout(sys.stderr):  # the kernel's noise must not mix with the JSON

@@ -3,9 +3,12 @@
 # entrypoint script, env, ports, flags) whose "tensorflow_model_server" is our local stand-in,
 # `python -m scalelab serve`. Nothing is pulled: the root filesystem is streamed with tar
 # from this machine into `docker import`. It holds bash and a few basic commands, the Python
-# the venv was made from, the venv and src/ (at the same absolute paths: venvs do not move),
-# and the system libraries all of those link to. The venv's bin/ comes first on PATH, so the
-# image is also a grading sandbox (no answers in it): `python -m scalelab grading sandbox-run` runs there.
+# the venv was made from (at its own path), the venv and src/ (moved to /opt/scalelab: the
+# grading sandbox mounts a fresh /tmp, which would hide a clone made with mktemp), and the system
+# libraries all of those link to. Everything in it is readable (and folders enterable) by every
+# user, whatever the modes on this machine: the sandbox runs as user 65534. The venv's bin/ comes
+# first on PATH, so the image is also a grading sandbox (no answers in it): `python -m scalelab
+# grading sandbox-run` runs there, and the build ends by checking that it starts.
 #
 #   tests/docker/build_standin_image.sh          build, unless the image is up to date
 #   tests/docker/build_standin_image.sh --force  build anyway
@@ -21,6 +24,20 @@ PYTHON=$VENV/bin/python
 read -r PREFIX SITE < <("$PYTHON" -c 'import sys, sysconfig
 print(sys.base_prefix, sysconfig.get_path("purelib"))')
 STDLIB=$PREFIX/lib/python3.11
+IMAGE_REPO=/opt/scalelab # where the image holds the venv and src/
+for hidden in /tmp /grading /submission "$REPO"; do # the sandbox mounts over the first three
+    if [[ $PREFIX/ == "$hidden"/* ]]; then
+        echo "the venv's Python ($PREFIX) is under $hidden: make .venv from a Python elsewhere" >&2
+        exit 1
+    fi
+done
+
+# Can the sandbox start in the image: its python, as user 65534 with the sandbox's mounts?
+check() {
+    "$PYTHON" -c 'import sys; from scalelab.grading import sandbox
+sys.exit(sandbox.cannot_start(sys.argv[1]) or None)' "$TAG"
+    echo "$TAG: the grading sandbox starts (its python runs as user 65534)"
+}
 
 # What the image is made of, as a hash: rebuild when the environment, src/ or this script
 # changes. The installed packages are known by their dist-info folder names (name-version).
@@ -37,12 +54,13 @@ OLD_HASH=$(docker image inspect -f '{{index .Config.Labels "scalelab.standin.has
     2>/dev/null || true)
 if [[ ${1:-} != --force && $OLD_HASH == "$HASH" ]]; then
     echo "$TAG is up to date (hash $HASH)"
+    check
     exit 0
 fi
 
 # Small files of our own: the entrypoints, users, and empty /tmp and /models.
-STAGE=$(mktemp -d)
-trap 'rm -rf "$STAGE"' EXIT
+STAGE=$(mktemp -d) MOVED=$(mktemp -d)
+trap 'rm -rf "$STAGE" "$MOVED"' EXIT
 chmod 755 "$STAGE"
 mkdir -p "$STAGE/usr/bin" "$STAGE/etc" "$STAGE/models" "$STAGE/tmp"
 chmod 1777 "$STAGE/tmp"
@@ -57,13 +75,26 @@ cat >"$STAGE/usr/bin/tensorflow_model_server" <<EOF
 # scalelab stand-in for TF Serving's server: the same flags, bound to all interfaces like it.
 export TF_CPP_MIN_LOG_LEVEL=\${TF_CPP_MIN_LOG_LEVEL:-2} GRPC_VERBOSITY=\${GRPC_VERBOSITY:-ERROR}
 export PYTHONUNBUFFERED=1
-exec $PYTHON -m scalelab serve "\$@" --scalelab_host=0.0.0.0
+exec $IMAGE_REPO/.venv/bin/python -m scalelab serve "\$@" --scalelab_host=0.0.0.0
 EOF
 chmod 755 "$STAGE/usr/bin/"*
 printf '%s\n' 'root:x:0:0:root:/root:/bin/bash' 'nobody:x:65534:65534:nobody:/nonexistent:/bin/sh' \
     >"$STAGE/etc/passwd"
 printf '%s\n' 'root:x:0:' 'nogroup:x:65534:' >"$STAGE/etc/group"
 printf '%s\n' 'passwd: files' 'group: files' 'hosts: files dns' >"$STAGE/etc/nsswitch.conf"
+# The folders above the Python, as folders anyone may enter (on this machine /root may be 700).
+mkdir -p "$STAGE${PREFIX%/*}"
+# The files naming the repository's path (the editable install's .pth), naming the image's
+# instead: streamed from $MOVED in place of the originals (file entries only: no path twice).
+EXCLUDE=() MOVED_FILES=()
+while IFS= read -r -d '' f; do
+    moved=${IMAGE_REPO#/}${f#"$REPO"}
+    mkdir -p "$MOVED/$(dirname "$moved")"
+    text=$(<"$f")
+    printf '%s\n' "${text//"$REPO"/$IMAGE_REPO}" >"$MOVED/$moved"
+    EXCLUDE+=(--exclude="${f#/}")
+    MOVED_FILES+=("$moved")
+done < <(grep -lZF "$REPO" "$SITE"/*.pth "$SITE"/__editable__*.py 2>/dev/null)
 
 # Prints a file, and each link on the way to it, with real (symlink-free) folder names.
 with_links() {
@@ -98,17 +129,21 @@ mapfile -t FILES < <(
 # Stream the tree into `docker import`; no tarball is written. /bin, /lib... are the
 # merged-/usr links. Left out: the Python test suite and site-packages (the venv has its
 # own), tkinter, the static libpython, TensorFlow's C++ headers, VCS and tool caches.
+# --transform moves the repository to $IMAGE_REPO; --mode opens every file to every user.
 started=$(date +%s)
-tar --create --file=- --numeric-owner --owner=0 --group=0 \
+REPO_RE=$(printf '%s' "${REPO#/}" | sed 's/[].[*^$\\,]/\\&/g')
+tar --create --file=- --numeric-owner --owner=0 --group=0 --mode=go+rX \
+    --transform="s,^\(/\?\)$REPO_RE/,\1${IMAGE_REPO#/}/," "${EXCLUDE[@]}" \
     --exclude="${STDLIB#/}/"{site-packages,test,idlelib,tkinter,turtledemo,ensurepip} \
     --exclude="${STDLIB#/}/"{config-3.11-x86_64-linux-gnu,lib-dynload/_tkinter*} \
     --exclude="${SITE#/}/tensorflow/include" \
     --exclude=.git --exclude='*.egg-info' --exclude=.pytest_cache --exclude=.ruff_cache \
     -C "$STAGE" . \
-    -C / bin sbin lib lib64 "${PREFIX#/}" "${VENV#/}" "${REPO#/}/src" "${FILES[@]}" |
+    -C / bin sbin lib lib64 "${PREFIX#/}" "${VENV#/}" "${REPO#/}/src" "${FILES[@]}" \
+    -C "$MOVED" "${MOVED_FILES[@]}" |
     docker import \
         --change 'ENTRYPOINT ["/usr/bin/tf_serving_entrypoint.sh"]' \
-        --change "ENV PATH=$VENV/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+        --change "ENV PATH=$IMAGE_REPO/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/bin:/bin" \
         --change 'ENV MODEL_BASE_PATH=/models' --change 'ENV MODEL_NAME=model' \
         --change 'ENV PYTHONDONTWRITEBYTECODE=1' \
         --change 'EXPOSE 8500 8501' \
@@ -118,3 +153,4 @@ tar --create --file=- --numeric-owner --owner=0 --group=0 \
 docker image prune --force --filter label=scalelab.standin.hash >/dev/null
 echo "built $TAG (hash $HASH, $(docker image inspect -f '{{.Size}}' "$TAG" |
     awk '{printf "%.2f GB", $1 / 1e9}')) in $(($(date +%s) - started))s"
+check

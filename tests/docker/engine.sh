@@ -5,6 +5,7 @@
 #   tests/docker/engine.sh start   start it (nothing to do when it already runs)
 #   tests/docker/engine.sh stop    remove its containers, stop it by its pid, clean up
 #   tests/docker/engine.sh env     print `export DOCKER_HOST=...` (use: eval "$(... env)")
+#   tests/docker/engine.sh pid     print its pid (nothing when it does not run)
 #   tests/docker/engine.sh purge   stop it, then delete the folder (images included)
 #
 # Needs root. The folder is ${SCALELAB_DOCKER_ROOT:-/tmp/scalelab-docker}; images stay there
@@ -158,12 +159,13 @@ case ${1:-} in
 start) start ;;
 stop) stop ;;
 env) echo "export DOCKER_HOST=unix://$SOCK" ;;
+pid) engine_pid ;;
 purge)
     stop
     rm -rf "$ROOT"
     ;;
 *)
-    echo "usage: $0 start|stop|env|purge" >&2
+    echo "usage: $0 start|stop|env|pid|purge" >&2
     exit 2
     ;;
 esac

@@ -69,6 +69,7 @@ def sandboxed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.mark.docker
+@pytest.mark.xdist_group("sandboxed")  # one graded course, on one worker
 def test_sandbox_grades_every_submission_as_locally(sandboxed):
     done, summary = sandboxed["done"], sandboxed["summary"]
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -80,6 +81,7 @@ def test_sandbox_grades_every_submission_as_locally(sandboxed):
 
 
 @pytest.mark.docker
+@pytest.mark.xdist_group("sandboxed")
 def test_sandbox_has_no_network_no_answers_no_gradebook_no_other_submission(sandboxed):
     assert "192.0.2.1:80" in section(sandboxed["summary"], "snoop")
     graded = sandboxed["root"] / "grader" / "autograded" / "snoop" / ASSIGNMENT

@@ -17,7 +17,7 @@ import pytest
 import requests
 import yaml
 from conftest import REPO
-from test_chapters import CHECKS
+from test_chapters import chapter_data
 
 from scalelab import grading, serving
 from scalelab.serving import docker as docker_backend
@@ -85,7 +85,8 @@ def run_and_grade(workdir: Path, record_property) -> Counter:
         kernel_name="python3",
         progress_bar=False,
     )
-    CHECKS[CHAPTER](json.loads((executed.parent / "results.json").read_text()), executed.parent)
+    results = json.loads((executed.parent / "results.json").read_text())
+    chapter_data(CHAPTER).check(results, executed.parent)
     scores = grading.roundtrip(REPO, CHAPTER, workdir / "grading")
     for case, score in sorted(scores.items()):
         record_property(

@@ -124,7 +124,10 @@ def leaks(root: Path) -> list[str]:
 
 def autograde(root: Path, chapter: str) -> dict[str, Score]:
     """Autograde every submission of `chapter` under grader/submitted/ and return their scores."""
-    nbgrader(root, "autograde", chapter, "--force")
+    # nbgrader grades them one after another, each within the course's notebook limit (400 s):
+    # the whole run may take that long per submission, and a minute each to start and save
+    handed_in = len(list((root / "grader" / "submitted").glob(f"*/{chapter}")))
+    nbgrader(root, "autograde", chapter, "--force", timeout=max(1800, 460 * handed_in))
     return scores(root, chapter)
 
 

@@ -176,3 +176,30 @@ def test_every_backend_defines_the_same_five_functions():
     for name, backend in serving.BACKENDS.items():
         assert all(callable(getattr(backend, f, None)) for f in names), name
     assert list(serving.BACKENDS) == ["remote", "docker", "binary", "local"]  # the order tried
+
+
+def test_ports_taken_before_the_server_binds_them_are_chosen_again(models: Models, monkeypatch):
+    from scalelab.serving import local
+
+    launch, tried = local.launch, []
+
+    def taken_the_first_time(request):
+        tried.append((request.rest_port, request.grpc_port))
+        if len(tried) == 1:  # as Docker says it when another process took the port meanwhile
+            raise serving.ServerStartError(f"bind :{request.rest_port}: address already in use")
+        return launch(request)
+
+    monkeypatch.setattr(local, "launch", taken_the_first_time)
+    server = serving.start(models.base("half_plus_two"), backend="local")
+    try:
+        assert len(tried) == 2 and tried[0] != tried[1]
+        rest, grpc = tried[1]
+        assert (server.rest_url, server.grpc_target) == (
+            f"http://127.0.0.1:{rest}",
+            f"127.0.0.1:{grpc}",
+        )
+    finally:
+        server.stop()
+    tried.clear()  # a port the caller chose is never traded for another
+    with pytest.raises(serving.ServerStartError, match="address already in use"):
+        serving.start(models.base("half_plus_two"), backend="local", rest_port=serving.free_port())

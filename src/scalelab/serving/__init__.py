@@ -43,6 +43,8 @@ __all__ = [
 
 BACKEND_ENV = "SCALELAB_SERVING_BACKEND"
 _OWN_FLAGS = ("--port=", "--rest_api_port=", "--model_name=", "--model_base_path=")
+# what Docker says when a port it is to publish is taken (by a process; by another container)
+_PORT_TAKEN = ("address already in use", "port is already allocated")
 
 
 def choose_backend(
@@ -97,11 +99,19 @@ def start(
             raise ValueError(f"{flag}: pass ports, model and config through start()'s arguments.")
     name, reason = choose_backend(backend, models=models, extra_flags=extra_flags)
     print(f"scalelab.serving: using the {name} backend ({reason}).")
-    spare = iter(free_ports(2))
-    rest_port = rest_port or next(spare)
-    grpc_port = grpc_port or next(port for port in spare if port != rest_port)
-    request = Request(models, config_file, rest_port, grpc_port, tuple(extra_flags))
-    server = BACKENDS[name].launch(request)
+    for attempt in range(3):
+        spare = iter(free_ports(2))
+        rest = rest_port or next(spare)
+        grpc = grpc_port or next(port for port in spare if port != rest)
+        request = Request(models, config_file, rest, grpc, tuple(extra_flags))
+        try:
+            server = BACKENDS[name].launch(request)
+            break
+        except ServerStartError as error:
+            # a port found free can be taken before Docker binds it: choose others and retry
+            ours = rest_port is None and grpc_port is None
+            if not (ours and any(t in str(error) for t in _PORT_TAKEN) and attempt < 2):
+                raise
     wait_until_available(server, timeout)
     return server
 

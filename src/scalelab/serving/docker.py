@@ -276,7 +276,7 @@ def launch(request: Request) -> DockerServer:
 
     mounts, args = _container_spec(request.models, request.config_file, request.extra_flags)
     rest_port, grpc_port = request.rest_port, request.grpc_port
-    name = image()
+    name, container_name = image(), f"scalelab-serving-{os.getpid()}-{next(_names)}"
     try:
         cleanup()
         client = docker.from_env(timeout=60)
@@ -293,12 +293,14 @@ def launch(request: Request) -> DockerServer:
             entrypoint=["tensorflow_model_server"],
             init=True,  # forwards SIGTERM: the image's entrypoint script would ignore it
             detach=True,
-            name=f"scalelab-serving-{os.getpid()}-{next(_names)}",
+            name=container_name,
             labels={OWNER_LABEL: str(os.getpid()), HOST_LABEL: socket.gethostname()},
             ports={"8500/tcp": ("127.0.0.1", grpc_port), "8501/tcp": ("127.0.0.1", rest_port)},
             volumes={host: {"bind": inside, "mode": "ro"} for host, inside in mounts.items()},
         )
     except docker.errors.DockerException as error:
+        with contextlib.suppress(docker.errors.DockerException):  # created, but it did not start
+            client.containers.get(container_name).remove(force=True)
         client.close()
         raise ServerStartError(
             f"Docker could not run {name}: {error}. Is the engine running (`docker info`)? "

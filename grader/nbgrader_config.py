@@ -25,10 +25,10 @@ c.CourseDirectory.ignore = [
     "models", "exports", "results.json", "tuning",
 ]  # fmt: skip
 
-# Students' notebooks are untrusted: scalelab.grading.preprocessors restore every test cell from the gradebook
-# (deleted, edited or renamed), limits time per cell and per notebook, survives a dead or stuck
-# kernel, caps outputs, keeps the answers and the gradebook out of the kernel's reach, and writes
-# what it found to grader/reports/<chapter>/<student>.txt. nbgrader's own commands use it too.
+# Students' notebooks are untrusted: scalelab.grading.preprocessors restore every test cell from
+# the gradebook (deleted, edited or renamed), limit time per cell and per notebook, survive a dead
+# or stuck kernel, cap outputs, keep the answers and the gradebook out of the kernel's reach, and
+# write what they found to grader/reports/<chapter>/<student>.txt. nbgrader's commands use them too.
 c.Reporting.report_directory = str(root / "grader" / "reports")
 c.Autograde.sanitize_preprocessors = [
     "scalelab.grading.preprocessors.startreport.StartReport",

@@ -52,6 +52,16 @@ if task["type"] == "worker":  # workers outlive the chief, as a loaded machine c
     time.sleep(1.5)
 write_result({"task": task})
 """,
+    "port_taken_once.py": """
+import json, os, pathlib
+from scalelab.processes.programs import write_result
+config = json.loads(os.environ["TF_CONFIG"])
+marker = pathlib.Path(os.environ["MARKER"])
+if config["task"]["index"] == 1 and not marker.exists():  # as TensorFlow says it, once
+    marker.touch()
+    raise SystemExit("UnknownError: Could not start gRPC server")
+write_result({"cluster": config["cluster"]})
+""",
     "spawn.py": """
 import subprocess, sys, time
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from scalelab.processes.cluster import ClusterError, start_cluster
+from scalelab.processes.cluster import Cluster, ClusterError, local_cluster, start_cluster
 
 from .conftest import alive, pids, wait_until_dead
 
@@ -145,6 +145,30 @@ def test_tasks_die_when_the_process_that_started_them_is_killed(script, tmp_path
         parent.wait()
         parent.stdout.close()
     assert wait_until_dead(tasks) == []
+
+
+def test_a_port_taken_before_a_task_binds_it_starts_the_cluster_again_on_new_ports(
+    script, tmp_path, capsys
+):
+    env = {"MARKER": str(tmp_path / "taken")}
+    with start_cluster(script("port_taken_once.py"), env=env, workers=2, timeout=30) as cluster:
+        first = cluster.tf_config("worker:0")["cluster"]
+        results = cluster.wait()
+    assert [result.returncode for result in results.values()] == [0, 0]
+    (final,) = {json.dumps(result.result["cluster"]) for result in results.values()}
+    assert json.loads(final) != first, "the tasks should have been given new ports"
+    assert "could not bind its port" in capsys.readouterr().out
+    assert results["worker:1"].restarts == 0, "a new address is not a restart after a failure"
+
+
+def test_ports_the_caller_chose_are_never_changed(script, tmp_path):
+    addresses = local_cluster(workers=2)
+    env = {"MARKER": str(tmp_path / "taken")}
+    command = [sys.executable, str(script("port_taken_once.py"))]
+    with Cluster(command, addresses, env=env, timeout=30).start() as cluster:
+        with pytest.raises(ClusterError, match="Could not start gRPC server"):
+            cluster.wait()
+        assert cluster.tf_config("worker:0")["cluster"] == addresses
 
 
 def test_killed_task_stays_down_until_restarted_with_the_same_tf_config(script, tmp_path):

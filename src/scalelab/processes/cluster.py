@@ -30,6 +30,12 @@ TASK_TYPES = ("chief", "worker", "ps")
 _ADDRESS = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})")
 _POLL_SECONDS = 0.1
 _STOP_GRACE_SECONDS = 3.0
+# What a task logs when the port it was given was taken after we found it free (TensorFlow's
+# servers, then grpcio's): the cluster starts again on new ports, up to _MAX_READDRESSES times.
+_PORT_TAKEN = re.compile(
+    r"Could not start gRPC server|Failed to bind to address|Address already in use"
+)
+_MAX_READDRESSES = 2
 
 
 class ClusterError(RuntimeError):
@@ -146,8 +152,12 @@ class Cluster(children.Stoppable):
         timeout: float = 120.0,
         max_restarts: int = 0,
         finishers: Sequence[str] | None = None,
+        new_addresses: Callable[[], Mapping[str, Sequence[str]]] | None = None,
     ) -> None:
         self.command = list(command)
+        # Where we chose the ports ourselves, how to choose again if one is taken before use.
+        self._new_addresses = new_addresses
+        self._readdresses = 0
         self.timeout = timeout
         self.max_restarts = max_restarts
         self.logdir = Path(logdir or tempfile.mkdtemp(prefix="scalelab-cluster-")).resolve()
@@ -313,6 +323,9 @@ class Cluster(children.Stoppable):
             code = task.poll()
             if code is None or code == 0 or task.down:  # exit code 0: its work is done
                 continue
+            if self._port_was_taken(task):
+                self._start_on_new_ports(task)
+                return
             if task.failures < self.max_restarts:
                 print(f"scalelab.cluster: {task.name} {_exit_text(code)}, restarting it")
                 task.failures += 1
@@ -331,6 +344,30 @@ class Cluster(children.Stoppable):
                 f"running. {culprit.name}: {self._quote(culprit)}\nEvery task was stopped.",
                 culprit.name,
             )
+
+    def _port_was_taken(self, task: _Task) -> bool:
+        return (
+            self._new_addresses is not None
+            and self._readdresses < _MAX_READDRESSES
+            and bool(_PORT_TAKEN.search(task.output()))
+        )
+
+    def _start_on_new_ports(self, failed: _Task) -> None:
+        """Stop every task and start them all again on new ports (another process took one)."""
+        assert self._new_addresses is not None
+        self._readdresses += 1
+        print(
+            f"scalelab.cluster: {failed.name} could not bind its port (another process took it "
+            "after it was found free): starting every task again on new ports"
+        )
+        _stop_tasks(list(self._tasks.values()))
+        cluster = self._new_addresses()
+        for task in self._tasks.values():
+            kind, index = task.name.split(":")
+            task.tf_config = make_tf_config(cluster, kind, int(index))
+            with open(task.log_path, "a") as log:
+                log.write("\n=== scalelab.cluster: started again on new ports ===\n")
+            self._spawn(task)
 
     def _quote(self, task: _Task) -> str:
         tail = children.tail(task.output()) or "(nothing)"
@@ -399,6 +436,7 @@ def start_cluster(
         timeout=timeout,
         max_restarts=max_restarts,
         finishers=finishers,
+        new_addresses=lambda: local_cluster(workers, ps, chief),
     )
     return cluster.start()
 

@@ -1,6 +1,11 @@
 """GuardedExecute: nbgrader's Execute with time limits per cell and per notebook, recovery from
 a dead or stuck kernel, outputs capped in size, and the course's answers and other students' files
-off limits to the student's code (the kernel guard); or each notebook in a Docker sandbox."""
+off limits to the student's code (the kernel guard); or each notebook in a Docker sandbox.
+
+While grading, the instructor's demonstrations (cells the source notebook marks
+`"scalelab": {"demo": true}`, which no test needs) are not run: only a cell whose source is
+exactly such a demonstration is passed over, never an answer or a test cell, and the marks are
+read from the course's source notebook, not from the submission."""
 
 from __future__ import annotations
 
@@ -17,14 +22,24 @@ from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
+from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute
-from traitlets import Integer, List, Unicode
+from traitlets import Bool, Integer, List, Unicode
 
 from scalelab.grading import sandbox
 from scalelab.grading.preprocessors.reporting import Reporting
 
 # The folder holding the sitecustomize.py that grading kernels (and their subprocesses) import.
 KERNEL_GUARD = Path(__file__).resolve().parents[1] / "kernel_guard"
+# What a demonstration passed over while grading shows in its output.
+NOT_RUN_WHILE_GRADING = (
+    "[not run while grading: a demonstration that no test needs. Run the notebook to see it.]\n"
+)
+
+
+def is_demonstration(cell: NotebookNode) -> bool:
+    """Whether a cell of the instructor's notebook is marked as a demonstration."""
+    return cell.cell_type == "code" and bool(cell.metadata.get("scalelab", {}).get("demo"))
 
 
 def _error(name: str, message: str) -> NotebookNode:
@@ -49,6 +64,9 @@ class GuardedExecute(Reporting, Execute):
     ).tag(config=True)
     sandbox_cpus = Unicode("1", help="docker run --cpus for the sandbox.").tag(config=True)
     sandbox_memory = Unicode("4g", help="docker run --memory for the sandbox.").tag(config=True)
+    skip_demonstrations = Bool(
+        True, help="Pass over the source notebook's demonstrations (no test needs them)."
+    ).tag(config=True)
 
     def preprocess(
         self, nb: NotebookNode, resources: dict[str, Any]
@@ -57,6 +75,7 @@ class GuardedExecute(Reporting, Execute):
         self._stopped = ""
         self._sizes: dict[int, int] = {}
         self.timeout_func = self._cell_timeout
+        self._passed_over = self._demonstrations(nb, resources)
         if self.sandbox_image:
             return self._in_container(nb, resources), resources
         handle, name = tempfile.mkstemp(prefix="scalelab-guard-", suffix=".log")
@@ -67,8 +86,39 @@ class GuardedExecute(Reporting, Execute):
         finally:
             self._report_kernel_findings(resources)
 
+    def _demonstrations(self, nb: NotebookNode, resources: dict[str, Any]) -> set[int]:
+        """Indices of `nb`'s cells that are, source for source, the source notebook's
+        demonstrations: these are not run while grading. None outside nbgrader's autograde."""
+        ids = resources.get("nbgrader", {})
+        if not self.skip_demonstrations or not {"assignment", "notebook"} <= set(ids):
+            return set()
+        course = CourseDirectory(parent=self)
+        folder = course.format_path(course.source_directory, ".", ids["assignment"])
+        source = Path(folder) / f"{ids['notebook']}.ipynb"
+        if not source.is_file():
+            return set()
+        instructor = nbformat.read(source, as_version=4)
+        demos = {cell.source.strip() for cell in instructor.cells if is_demonstration(cell)}
+        return {
+            index
+            for index, cell in enumerate(nb.cells)
+            if cell.cell_type == "code"
+            and not (utils.is_grade(cell) or utils.is_solution(cell))
+            and cell.source.strip() in demos
+        }
+
     def _in_container(self, nb: NotebookNode, resources: dict[str, Any]) -> NotebookNode:
         """Execute `nb` in a sandbox of `sandbox_image`; report what it found."""
+        for index in self._passed_over:  # raw cells are not run; restored below
+            nb.cells[index].cell_type = "raw"
+        try:
+            return self._run_in_container(nb, resources)
+        finally:
+            for index in self._passed_over:
+                nb.cells[index].cell_type = "code"
+                self._pass_over(nb.cells[index])
+
+    def _run_in_container(self, nb: NotebookNode, resources: dict[str, Any]) -> NotebookNode:
         run = sandbox.run_in_container(
             nb, self.sandbox_image, cpus=self.sandbox_cpus, memory=self.sandbox_memory,
             timeout=self.timeout, notebook_timeout=self.notebook_timeout,
@@ -77,6 +127,8 @@ class GuardedExecute(Reporting, Execute):
         for problem in run.problems:
             self.report(resources, problem)
         if run.notebook is not None:
+            for index in self._passed_over:
+                run.notebook.cells[index] = nb.cells[index]
             return run.notebook
         self.report(resources, f"the sandbox failed ({run.failure})")
         self._stopped = "not run: the sandbox failed"
@@ -114,6 +166,8 @@ class GuardedExecute(Reporting, Execute):
         if self._stopped:
             cell.outputs = [_error("NotRun", self._stopped)] if utils.is_grade(cell) else []
             return cell, resources
+        if index in self._passed_over:
+            return self._pass_over(cell), resources
         try:
             cell, resources = super().preprocess_cell(cell, resources, index)
             if any(out.get("ename") == "CellTimeoutError" for out in cell.outputs):
@@ -129,6 +183,14 @@ class GuardedExecute(Reporting, Execute):
             self._stop(resources, f"the kernel stopped answering in cell {index + 1}")
             run_sync(self.km.shutdown_kernel)(now=True)
         return cell, resources
+
+    @staticmethod
+    def _pass_over(cell: NotebookNode) -> NotebookNode:
+        cell.outputs = [
+            NotebookNode(output_type="stream", name="stdout", text=NOT_RUN_WHILE_GRADING)
+        ]
+        cell.execution_count = None
+        return cell
 
     def _stop(self, resources: dict[str, Any], why: str) -> None:
         self._stopped = f"not run: {why}"

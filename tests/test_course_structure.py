@@ -173,3 +173,28 @@ def test_every_written_answer_has_a_rubric_whose_points_add_up(path):
         )
         items = [int(n) for n in re.findall(r"(\d+) points? for", rubric.group(2))]
         assert int(rubric.group(1)) == sum(items) == meta["points"], (meta["grade_id"], items)
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.parent.name)
+def test_demonstrations_are_plain_cells_and_no_cell_grading_runs_reads_their_names(path):
+    """Grading passes over cells marked {"scalelab": {"demo": true}}: each must be an ungraded
+    code cell, and no cell that grading runs may read a name that only a demonstration bound."""
+    only_demos: dict[str, int] = {}  # name -> the demonstration that bound it last
+    problems = []
+    for index, cell in enumerate(cells(path)):
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"])
+        if cell["metadata"].get("scalelab", {}).get("demo"):
+            if nbgrader_meta(cell):
+                problems.append(f"cell {index} is an nbgrader cell marked as a demonstration")
+            only_demos.update(dict.fromkeys(bound_names(source), index))
+            continue
+        tree = ast.parse(TransformerManager().transform_cell(source))
+        problems += [
+            f"cell {index} reads {name}, bound only by the demonstration in cell {only_demos[name]}"
+            for name in sorted(_all_loads(tree) & set(only_demos))
+        ]
+        for name in bound_names(source):
+            only_demos.pop(name, None)
+    assert not problems, "\n".join(problems)

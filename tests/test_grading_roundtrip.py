@@ -1,4 +1,5 @@
-"""Real nbgrader per chapter: the untouched notebook scores 0 and still runs to the end.
+"""Real nbgrader per chapter, graded as a class is (demonstrations passed over): the solution
+scores full marks, the untouched notebook 0, and both run to the end.
 
 The exhaustive version (marked `exhaustive`, `make test-exhaustive`) autogrades, with real
 nbgrader, the solution with each exercise blanked in turn while the others hold correct variants
@@ -11,11 +12,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nbformat
 import pytest
 from conftest import CHAPTERS, REPO
 from test_chapters import chapter_data, code_exercises
 
 from scalelab import grading
+from scalelab.grading.preprocessors.guardedexecute import NOT_RUN_WHILE_GRADING, is_demonstration
+
+
+def source_notebook(chapter: str) -> Path:
+    return REPO / "solutions" / chapter / f"{chapter}.ipynb"
 
 
 def graded_cells_with_errors(root: Path, student: str, chapter: str) -> dict[str, list[str]]:
@@ -31,19 +38,36 @@ def graded_cells_with_errors(root: Path, student: str, chapter: str) -> dict[str
     return found
 
 
+def passed_over(root: Path, student: str, chapter: str) -> int:
+    """How many cells of a student's autograded notebook grading passed over (demonstrations)."""
+    graded = root / "grader" / "autograded" / student / chapter / f"{chapter}.ipynb"
+    return sum(
+        any(out.get("text") == NOT_RUN_WHILE_GRADING for out in cell.outputs)
+        for cell in nbformat.read(graded, as_version=4).cells
+        if cell.cell_type == "code"
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_roundtrip_untouched_scores_zero_and_still_runs_to_the_end(
+def test_roundtrip_solution_full_untouched_zero_both_run_to_the_end_without_the_demonstrations(
     chapter, tmp_path, record_property
 ):
-    # The solution's full marks are graded from its one execution (tests/test_chapters.py).
-    scores = grading.roundtrip(REPO, chapter, tmp_path, solution=False)
-    untouched = scores["untouched"]
+    # Graded as a class is: the demonstrations (marked in the source notebook) are passed over.
+    # That the solution's own run shows them is proven by its execution (tests/test_chapters.py).
+    scores = grading.roundtrip(REPO, chapter, tmp_path)
+    solution, untouched = scores["solution"], scores["untouched"]
+    record_property("summary", f"{chapter} round trip, solution: {solution}")
     record_property("summary", f"{chapter} round trip, untouched: {untouched}")
+    assert solution.points == solution.max_points > 0, solution
     assert untouched.max_points > 0 and untouched.points == 0, untouched
+    root = tmp_path / "course"
+    demos = sum(is_demonstration(cell) for cell in nbformat.read(source_notebook(chapter), 4).cells)
+    for student in ("solution", "untouched"):
+        assert passed_over(root, student, chapter) == demos > 0, student
+    assert graded_cells_with_errors(root, "solution", chapter) == {"graded": [], "other": []}
     # A stuck student is not blocked: with every exercise unanswered, only exercise and
     # test cells fail; every other cell falls back to the library's reference answers.
-    root = tmp_path / "course"
     errors = graded_cells_with_errors(root, "untouched", chapter)
     assert errors["graded"], "the untouched notebook's tests fail"
     assert errors["other"] == [], f"cells outside the exercises failed: {errors['other']}"

@@ -13,6 +13,9 @@
 #   tests/docker/build_standin_image.sh          build, unless the image is up to date
 #   tests/docker/build_standin_image.sh --force  build anyway
 #
+# Two layers: the environment (scalelab/serving-standin-base:<hash>, kept between builds and
+# clones: the engine's data lives outside the clone), then src/ on top, which takes seconds.
+#
 # Talks to the Docker engine in DOCKER_HOST (see tests/docker/engine.sh env).
 set -euo pipefail
 
@@ -39,22 +42,53 @@ sys.exit(sandbox.cannot_start(sys.argv[1]) or None)' "$TAG"
     echo "$TAG: the grading sandbox starts (its python runs as user 65534)"
 }
 
-# What the image is made of, as a hash: rebuild when the environment, src/ or this script
-# changes. The installed packages are known by their dist-info folder names (name-version).
-fingerprint() {
-    {
-        cat "$REPO/requirements.txt" "$REPO/pyproject.toml" "$0"
-        echo "$PREFIX"
-        ls -d "$SITE"/*.dist-info
-        (cd "$REPO" && find src -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum)
-    } | sha256sum | cut -c1-16
+# What the image is made of, as hashes: the environment (Python, packages, this script), which
+# the base layer holds and which rarely changes, and with it src/, which the top layer holds.
+# The installed packages are known by their dist-info folder names (name-version).
+environment() {
+    cat "$REPO/requirements.txt" "$REPO/pyproject.toml" "$0"
+    echo "$PREFIX"
+    ls -d "$SITE"/*.dist-info
 }
-HASH=$(fingerprint)
+BASE_HASH=$(environment | sha256sum | cut -c1-16)
+HASH=$({
+    echo "$BASE_HASH"
+    (cd "$REPO" && find src -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum)
+} | sha256sum | cut -c1-16)
+BASE=${TAG%:*}-base:$BASE_HASH
 OLD_HASH=$(docker image inspect -f '{{index .Config.Labels "scalelab.standin.hash"}}' "$TAG" \
     2>/dev/null || true)
 if [[ ${1:-} != --force && $OLD_HASH == "$HASH" ]]; then
     echo "$TAG is up to date (hash $HASH)"
     check
+    exit 0
+fi
+started=$(date +%s)
+REPO_RE=$(printf '%s' "${REPO#/}" | sed 's/[].[*^$\\,]/\\&/g')
+# tar options shared by both layers: --transform moves the repository to $IMAGE_REPO, --mode
+# opens every file to every user.
+TAR=(tar --create --file=- --numeric-owner --owner=0 --group=0 --mode=go+rX
+    --transform="s,^\(/\?\)$REPO_RE/,\1${IMAGE_REPO#/}/,"
+    --exclude=.git --exclude='*.egg-info' --exclude=.pytest_cache --exclude=.ruff_cache)
+
+# The top layer: src/ on the base (a container of it, src/ copied in, committed).
+finish() {
+    local container
+    container=$(docker create "$BASE")
+    "${TAR[@]}" -C / "${REPO#/}/src" | docker cp --quiet - "$container:/"
+    docker commit --change "LABEL scalelab.standin.hash=$HASH" "$container" "$TAG" >/dev/null
+    docker rm "$container" >/dev/null
+    # Earlier builds, now untagged, and bases of other environments would keep 2-3 GB each.
+    docker image prune --force --filter label=scalelab.standin.hash >/dev/null
+    docker image ls --format '{{.Repository}}:{{.Tag}}' "${TAG%:*}-base" |
+        { grep -vxF "$BASE" || true; } | xargs -r docker image rm >/dev/null
+    echo "built $TAG (hash $HASH, $(docker image inspect -f '{{.Size}}' "$TAG" |
+        awk '{printf "%.2f GB", $1 / 1e9}')) in $(($(date +%s) - started))s"
+    check
+}
+if [[ ${1:-} != --force ]] && docker image inspect "$BASE" >/dev/null 2>&1; then
+    echo "$BASE (the environment) is up to date: adding src/"
+    finish
     exit 0
 fi
 
@@ -128,18 +162,14 @@ mapfile -t FILES < <(
 
 # Stream the tree into `docker import`; no tarball is written. /bin, /lib... are the
 # merged-/usr links. Left out: the Python test suite and site-packages (the venv has its
-# own), tkinter, the static libpython, TensorFlow's C++ headers, VCS and tool caches.
-# --transform moves the repository to $IMAGE_REPO; --mode opens every file to every user.
-started=$(date +%s)
-REPO_RE=$(printf '%s' "${REPO#/}" | sed 's/[].[*^$\\,]/\\&/g')
-tar --create --file=- --numeric-owner --owner=0 --group=0 --mode=go+rX \
-    --transform="s,^\(/\?\)$REPO_RE/,\1${IMAGE_REPO#/}/," "${EXCLUDE[@]}" \
+# own), tkinter, the static libpython, TensorFlow's C++ headers, VCS and tool caches, and src/
+# (the top layer).
+"${TAR[@]}" "${EXCLUDE[@]}" \
     --exclude="${STDLIB#/}/"{site-packages,test,idlelib,tkinter,turtledemo,ensurepip} \
     --exclude="${STDLIB#/}/"{config-3.11-x86_64-linux-gnu,lib-dynload/_tkinter*} \
     --exclude="${SITE#/}/tensorflow/include" \
-    --exclude=.git --exclude='*.egg-info' --exclude=.pytest_cache --exclude=.ruff_cache \
     -C "$STAGE" . \
-    -C / bin sbin lib lib64 "${PREFIX#/}" "${VENV#/}" "${REPO#/}/src" "${FILES[@]}" \
+    -C / bin sbin lib lib64 "${PREFIX#/}" "${VENV#/}" "${FILES[@]}" \
     -C "$MOVED" "${MOVED_FILES[@]}" |
     docker import \
         --change 'ENTRYPOINT ["/usr/bin/tf_serving_entrypoint.sh"]' \
@@ -147,10 +177,7 @@ tar --create --file=- --numeric-owner --owner=0 --group=0 --mode=go+rX \
         --change 'ENV MODEL_BASE_PATH=/models' --change 'ENV MODEL_NAME=model' \
         --change 'ENV PYTHONDONTWRITEBYTECODE=1' \
         --change 'EXPOSE 8500 8501' \
-        --change "LABEL scalelab.standin.hash=$HASH" \
-        --message "scalelab TF Serving stand-in from $VENV" - "$TAG" >/dev/null
-# Earlier builds, now untagged, would keep 2-3 GB each.
-docker image prune --force --filter label=scalelab.standin.hash >/dev/null
-echo "built $TAG (hash $HASH, $(docker image inspect -f '{{.Size}}' "$TAG" |
-    awk '{printf "%.2f GB", $1 / 1e9}')) in $(($(date +%s) - started))s"
-check
+        --change "LABEL scalelab.standin.base=$BASE_HASH" \
+        --message "scalelab TF Serving stand-in environment from $VENV" - "$BASE" >/dev/null
+echo "built $BASE (the environment) in $(($(date +%s) - started))s"
+finish

@@ -195,18 +195,12 @@ def test_every_chapter_has_output_checks_and_answer_variants():
 @pytest.mark.slow
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_solution_runs_records_its_results_grades_every_variant_fairly_and_quotes_its_numbers(
-    chapter, subtests, record_property, tmp_path
+    chapter, subtests, record_property
 ):
     """One execution per chapter; each thing it proves is a subtest that fails on its own."""
     results, workdir, seconds = execute(chapter)
     record_property("executed_notebook", chapter)
     record_property("summary", f"{chapter} executed in {seconds:.0f} s (fast mode, with variants)")
-    with subtests.test("real nbgrader gives the executed solution full marks"):
-        root = tmp_path / "course"
-        grading.course_copy(REPO, chapter, root)
-        score = grading.grade_outputs(root, chapter, "solution", workdir / f"{chapter}.ipynb")
-        record_property("summary", f"{chapter} round trip, solution: {score}")
-        assert score.points == score.max_points > 0, score
     with subtests.test("what the notebook recorded, and nothing on stderr"):
         chapter_data(chapter).check(results, workdir)
         notebook = json.loads((workdir / f"{chapter}.ipynb").read_text())

@@ -288,34 +288,6 @@ def roundtrip(
     return autograde(root, chapter)
 
 
-def grade_outputs(root: Path, chapter: str, student: str, executed: Path) -> Score:
-    """nbgrader's grade of a notebook already executed (by papermill): scored from its outputs,
-    with locked cells checked against the gradebook, without running it again."""
-    submit(root, chapter, student, executed)
-    steps = {
-        "sanitize": [
-            "DeduplicateIds",
-            "OverwriteKernelspec",
-            "OverwriteCells",
-            "CheckCellMetadata",
-        ],
-        "autograde": ["LimitOutput", "SaveAutoGrades", "AssignLatePenalties", "CheckCellMetadata"],
-    }
-    nbgrader(
-        root,
-        "autograde",
-        chapter,
-        "--force",
-        f"--student={student}",
-        *(
-            f"--Autograde.{stage}_preprocessors="
-            + json.dumps([f"nbgrader.preprocessors.{name}" for name in names])
-            for stage, names in steps.items()
-        ),
-    )
-    return scores(root, chapter)[student]
-
-
 def cell_scores(root: Path, chapter: str, student: str) -> dict[str, float]:
     """{grade_id: points} of every autograded test cell in one student's graded submission."""
     from nbgrader.api import Gradebook

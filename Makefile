@@ -9,8 +9,9 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 .PHONY: install install-dev lab test test-python test-colab lint bench release autograde feedback grades clean test-docker test-exhaustive
 
 # Python 3.11, 3.12 or 3.13 (TensorFlow 2.21 has wheels for these); PYTHON=python3.13 picks one.
+check_python = $(1) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 13) else f"scalelab needs Python 3.11, 3.12 or 3.13, but $(1) is {sys.version.split()[0]}: install one of them and run `make PYTHON=python3.13 ...`")'
 $(VENV)/.installed: requirements.txt pyproject.toml
-	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 13) else f"scalelab needs Python 3.11, 3.12 or 3.13, but $(PYTHON) is {sys.version.split()[0]}: install one of them and run `make PYTHON=python3.13 ...`")'
+	@$(call check_python,$(PYTHON))
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
@@ -67,15 +68,32 @@ CHAPTERS ?= $(CHAPTERS_$(V))
 OTHER_PYTHON = $(firstword $(foreach p,python$(V) $(wildcard $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions/$(V).*/bin/python$(V)),$(shell $(p) -c '' 2>/dev/null && echo $(p))))
 only_chapters = $(if $(filter-out all,$(CHAPTERS)),-k "not test_solution_runs or $(subst $() , or ,$(strip $(CHAPTERS)))")
 
+# Those venvs (and Colab's, tests/colab/run.py) are made by uv, from .venv (requirements-dev.txt):
+# it links packages from its cache (~/.cache/uv), so a venv made again takes seconds, where pip
+# downloaded and unpacked TensorFlow anew each time (about a minute). Learners' `make install`
+# stays on pip. uv reads no pip configuration: it installs from PyPI, or from what uv's own
+# settings name (UV_DEFAULT_INDEX, UV_FIND_LINKS, uv.toml). Bytecode is compiled at install, as pip
+# does: with PYTHONDONTWRITEBYTECODE set, every import of TensorFlow would compile it again.
+UV = $(BIN)/uv
+UV_VENV = $(UV) venv --quiet --no-python-downloads --clear
+UV_INSTALL = $(UV) pip install --quiet --compile-bytecode
+
+.venv-%/.installed-dev: requirements.txt requirements-dev.txt pyproject.toml | $(VENV)/.installed-dev
+	@$(call check_python,$(PYTHON))
+	$(UV_VENV) --python $(PYTHON) .venv-$*
+	$(UV_INSTALL) --python .venv-$*/bin/python -r requirements-dev.txt
+	$(UV_INSTALL) --python .venv-$*/bin/python --no-deps -e .
+	@touch $@
+
 test-python:  ## make lab and chapter tests on another Python: make test-python V=3.13 [CHAPTERS=all]
 	@if [ -z "$(OTHER_PYTHON)" ]; then echo "python$(V) is not on PATH or in pyenv: skipped"; else \
-		$(MAKE) --no-print-directory install-dev VENV=.venv-$(V) PYTHON=$(OTHER_PYTHON) && \
+		$(MAKE) --no-print-directory .venv-$(V)/.installed-dev PYTHON=$(OTHER_PYTHON) && \
 		.venv-$(V)/bin/python -m pytest -n 2 -p no:cacheprovider tests/test_lab.py tests/test_chapters.py \
 			$(only_chapters); fi
 
-# Colab: a fresh Python 3.12 venv with Colab's preinstalled versions, and a chapter executed through
-# its first cell (which installs the rest from this repository's committed HEAD); build/colab/report.txt
-# says what it added. It must replace nothing.
+# Colab: a fresh Python 3.12 venv with Colab's preinstalled versions (and pip, which the first cell
+# uses), and a chapter executed through its first cell (which installs the rest from this
+# repository's committed HEAD); build/colab/report.txt says what it added. It must replace nothing.
 test-colab: V := 3.12
 test-colab: install-dev  ## a chapter on a Colab-like runtime through its set-up cell [COLAB_CHAPTER=04_tflite]
 	@if [ -z "$(OTHER_PYTHON)" ]; then echo "python3.12 is not on PATH or in pyenv: skipped"; else \

@@ -102,7 +102,7 @@ test-colab: install-dev  ## a chapter on a Colab-like runtime through its set-up
 	@if [ -z "$(OTHER_PYTHON)" ]; then echo "python3.12 is not on PATH or in pyenv: skipped"; else \
 		$(BIN)/python tests/colab/run.py --python $(OTHER_PYTHON) --chapter $(or $(COLAB_CHAPTER),04_tflite); fi
 
-# Slower: a real `nbgrader autograde` per blanked exercise, with correct variants elsewhere (~45 min).
+# Slower: a real `nbgrader autograde` per blanked exercise, with correct variants elsewhere.
 test-exhaustive: install-dev  ## grading proven exhaustively with real nbgrader (not in `make test`)
 	$(BIN)/python -m pytest -n 2 -m exhaustive tests/test_grading_roundtrip.py
 

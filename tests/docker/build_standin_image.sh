@@ -48,7 +48,7 @@ sys.exit(sandbox.cannot_start(sys.argv[1]) or None)' "$TAG"
 environment() {
     cat "$REPO/requirements.txt" "$REPO/pyproject.toml" "$0"
     echo "$PREFIX"
-    ls -d "$SITE"/*.dist-info
+    (cd "$SITE" && ls -d ./*.dist-info) # names only: the same in every clone
 }
 BASE_HASH=$(environment | sha256sum | cut -c1-16)
 HASH=$({

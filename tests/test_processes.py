@@ -96,3 +96,38 @@ def test_standalone_shows_a_name_a_function_uses_without_importing_it():
     assert programs.standalone(helper)(1) == 2
     with pytest.raises(NameError, match="np"):
         programs.standalone(uses_numpy_unimported)([1])
+
+
+def test_free_ports_never_gives_a_port_another_process_was_just_given(tmp_path, monkeypatch):
+    """The kernel may offer the same free port twice before a slow server binds it (the serving
+    suite once talked to another test's server this way): a claim file per port prevents it."""
+    from scalelab.processes import children
+
+    monkeypatch.setattr(children, "_RESERVATIONS", tmp_path / "ports")
+    script = """if True:
+        import random, socket, sys
+        from pathlib import Path
+        from scalelab.processes import children
+
+        class Kernel(socket.socket):  # offers 130 ports only: three callers must meet
+            def getsockname(self):
+                return ("", random.randrange(50000, 50130))
+
+        children.socket.socket = Kernel
+        children._RESERVATIONS = Path(sys.argv[1])
+        print(*children.free_ports(40))
+    """
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path / "ports")], stdout=subprocess.PIPE
+        )
+        for _ in range(3)
+    ]
+    given = [set(map(int, run.communicate()[0].split())) for run in runs]
+    assert all(len(ports) == 40 for ports in given)
+    assert not (given[0] & given[1] or given[0] & given[2] or given[1] & given[2])
+    taken = next(iter(given[0]))
+    assert not children._reserve(taken), "a port claimed a moment ago is not given again"
+    old = time.time() - children.RESERVED_SECONDS - 1
+    os.utime(tmp_path / "ports" / str(taken), (old, old))
+    assert children._reserve(taken), "a stale claim lapses"

@@ -6,6 +6,7 @@ Importing this never imports TensorFlow."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import signal
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,17 +152,42 @@ def start(
 
 
 def free_ports(n: int) -> list[int]:
-    """`n` distinct TCP ports nobody listens on right now (another program may take them later)."""
+    """`n` distinct TCP ports nobody listens on right now, and that no other free_ports call on
+    this machine handed out in the last RESERVED_SECONDS: a server takes seconds to bind its port
+    (TensorFlow's import alone takes four), and two servers must not be given the same one."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, not {n!r}.")
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for probe in sockets:
+    chosen: list[int] = []
+    for _ in range(100 * n):
+        with socket.socket() as probe:
             probe.bind(("", 0))  # all interfaces, as TensorFlow's gRPC servers bind
-        return [int(probe.getsockname()[1]) for probe in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
+            port = int(probe.getsockname()[1])
+        if port not in chosen and _reserve(port):
+            chosen.append(port)
+            if len(chosen) == n:
+                return chosen
+    raise OSError(f"no {n} free TCP ports found that no other process was just given")
+
+
+RESERVED_SECONDS = 120
+_RESERVATIONS = Path(tempfile.gettempdir()) / f"scalelab-ports-{os.getuid()}"
+
+
+def _reserve(port: int) -> bool:
+    """Claim `port` for RESERVED_SECONDS among this machine's processes (a file per port, under
+    a lock); True when claimed, or when no claim can be written here (the kernel's word stands)."""
+    mark = _RESERVATIONS / str(port)
+    try:
+        _RESERVATIONS.mkdir(mode=0o700, exist_ok=True)
+        with open(_RESERVATIONS / "lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - mark.stat().st_mtime < RESERVED_SECONDS:
+                    return False
+            mark.touch()
+            return True
+    except OSError:  # a read-only or missing temporary folder: nothing to coordinate through
+        return True
 
 
 def free_port() -> int:

@@ -21,6 +21,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from . import forkserver
+
 TAIL_LINES = 12
 _ERROR_LINE = re.compile(r"(?:\w+\.)*\w*(?:Error|Exception|Exit|Interrupt)\b")
 
@@ -96,7 +98,7 @@ class Stoppable:
 class LoggedProcess:
     """A child process whose stdout and stderr are appended to `log_path` from `offset` on."""
 
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | forkserver.ForkedProcess
     log_path: Path
     offset: int
 
@@ -129,15 +131,22 @@ def start(
     env: Mapping[str, str],
     *,
     own_group: bool = False,
+    warm: bool = False,
 ) -> LoggedProcess:
     """Start `command` with no stdin, appending its stdout and stderr to `log_path`.
 
     With `own_group` it leads a process group of its own (so a signal to the group reaches what
-    it starts), and on Linux the kernel kills it when the thread that started it ends.
+    it starts), and on Linux the kernel kills it when the thread that started it ends. With
+    `warm`, a Python child that imports TensorFlow is forked from a process that has imported
+    it already (forkserver: its own group, killed when this process ends), where this machine
+    can; elsewhere it starts cold.
     """
     path = Path(log_path)
     with open(path, "ab") as log:  # append mode: reading never moves the writer
         offset = log.tell()
+        forked = forkserver.start(command, path, env) if warm else None
+        if forked:
+            return LoggedProcess(forked, path, offset)
         if own_group and sys.platform.startswith("linux"):
             command = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *command]
         process = subprocess.Popen(

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scalelab.processes import children
+from scalelab.processes import children, forkserver
 from scalelab.processes.programs import RESULT_ENV, function_program
 
 TASK_TYPES = ("chief", "worker", "ps")
@@ -126,7 +126,7 @@ class _Task:
     group_gone: bool = False  # its process group was killed and reaped: never signal it again
 
     @property
-    def process(self) -> subprocess.Popen[bytes] | None:
+    def process(self) -> subprocess.Popen[bytes] | forkserver.ForkedProcess | None:
         """The current run's process, None before the first start."""
         return self.child.process if self.child else None
 
@@ -313,7 +313,7 @@ class Cluster(children.Stoppable):
         if task.restarts:
             with open(task.log_path, "a") as log:
                 log.write(f"\n=== scalelab.cluster: restart {task.restarts} ===\n")
-        task.child = children.start(self.command, task.log_path, env, own_group=True)
+        task.child = children.start(self.command, task.log_path, env, own_group=True, warm=True)
         task.started = time.monotonic()
         task.down = task.group_gone = False
 

@@ -119,7 +119,7 @@ class ProcessServer(Server):
         handle, log_path = tempfile.mkstemp(prefix=f"scalelab-{backend}-", suffix=".log")
         os.close(handle)
         self._final_logs: str | None = None
-        self._child = children.start(argv, log_path, env)
+        self._child = children.start(argv, log_path, env, warm=True)
         self.pid = self._child.process.pid
         self._finalizer = weakref.finalize(self, _end_process, self._child)
 

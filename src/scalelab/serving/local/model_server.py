@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -249,13 +250,33 @@ def _poll_config(manager: Any, path: str, seconds: int, stop: threading.Event) -
 
 
 def _watch_parent(stop: threading.Event) -> None:
+    """Stop when the process that started this server ends (its parent, or the caller of a
+    fork server when it started warm)."""
     parent = os.environ.get(PARENT_PID_ENV, "")
     if not parent.isdigit():
         return
+    try:
+        ended = os.pidfd_open(int(parent))  # readable once that process has ended
+    except ProcessLookupError:
+        ended = None
+        stop.set()
+    except (AttributeError, OSError):  # no pidfd here: look for the pid instead
+        ended = None
+
+    def gone() -> bool:
+        if ended is not None:
+            return bool(select.select([ended], [], [], 0)[0])
+        try:
+            os.kill(int(parent), 0)
+            return False
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
 
     def watch() -> None:
         while not stop.wait(1.0):
-            if os.getppid() != int(parent):
+            if gone():
                 log.warning("The process that started this server is gone; shutting down.")
                 stop.set()
 

@@ -1,0 +1,91 @@
+"""Warm starts: a child forked from a process that has imported TensorFlow behaves as the same
+child started cold (argv, environment, folder, log, exit code, signals, clean-up)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scalelab.processes import children, forkserver
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="warm starts need Linux")
+
+PROGRAM = """if True:
+    import os, sys
+    print("argv", sys.argv[1:], "env", os.environ["SCALELAB_PROBE"], "cwd", os.getcwd())
+    print("tensorflow imported before we started:", "tensorflow" in sys.modules, flush=True)
+    raise SystemExit(int(sys.argv[1]))
+"""
+
+
+def warm(command: list[str], tmp_path: Path, **env: str) -> children.LoggedProcess:
+    return children.start(command, tmp_path / "log", {**os.environ, **env}, warm=True)
+
+
+def test_a_warm_child_gets_its_argv_environment_folder_and_log_and_reports_its_exit_code(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    child = warm([sys.executable, "-c", PROGRAM, "3"], tmp_path, SCALELAB_PROBE="seen")
+    assert isinstance(child.process, forkserver.ForkedProcess)
+    assert child.process.wait(120) == 3
+    assert f"argv ['3'] env seen cwd {tmp_path}" in child.output()
+    assert "tensorflow imported before we started: True" in child.output()
+
+
+def test_a_warm_module_and_script_run_as_main_with_their_folder_first_on_the_path(tmp_path):
+    script = tmp_path / "tool.py"
+    script.write_text("import sys; print('main', __name__, sys.path[0]); raise SystemExit(0)\n")
+    by_path = warm([sys.executable, str(script)], tmp_path)
+    assert by_path.process.wait(120) == 0
+    assert f"main __main__ {tmp_path}" in by_path.output()
+    by_module = warm([sys.executable, "-m", "json.tool", "--help"], tmp_path)
+    assert by_module.process.wait(120) == 0
+    assert "usage:" in by_module.output()
+
+
+def test_an_exception_is_printed_and_exits_1_and_a_signal_gives_its_negative_number(tmp_path):
+    failed = warm([sys.executable, "-c", "raise ValueError('the learner bug')"], tmp_path)
+    assert failed.process.wait(120) == 1
+    assert "ValueError: the learner bug" in failed.tail()
+    sleeper = warm([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path)
+    assert sleeper.process.poll() is None
+    assert os.getpgid(sleeper.process.pid) == sleeper.process.pid, "it leads its own group"
+    sleeper.stop(grace=10)
+    assert sleeper.process.returncode == -signal.SIGTERM
+
+
+def test_a_warm_child_is_killed_when_the_process_that_started_it_ends(tmp_path):
+    caller = (
+        "import os, sys; from scalelab.processes import children; "
+        "child = children.start([sys.executable, '-c', 'import time; time.sleep(120)'], "
+        "sys.argv[1], dict(os.environ), warm=True); print(child.process.pid, flush=True)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", caller, str(tmp_path / "log")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    pid = int(done.stdout)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.1)
+    assert not Path(f"/proc/{pid}").exists(), "the child outlived its caller"
+
+
+def test_other_interpreters_flags_and_the_off_switch_start_cold(tmp_path):
+    assert forkserver.start(["/bin/echo", "hi"], tmp_path / "log", dict(os.environ)) is None
+    assert forkserver.start([sys.executable, "-u", "-c", ""], tmp_path / "log", {}) is None
+    off = {**os.environ, forkserver.SWITCH: "0"}
+    assert forkserver.start([sys.executable, "-c", ""], tmp_path / "log", off) is None
+    cold = children.start([sys.executable, "-c", "pass"], tmp_path / "log", off, warm=True)
+    assert isinstance(cold.process, subprocess.Popen)
+    assert cold.process.wait(60) == 0

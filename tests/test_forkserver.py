@@ -81,11 +81,13 @@ def test_a_warm_child_is_killed_when_the_process_that_started_it_ends(tmp_path):
     assert not Path(f"/proc/{pid}").exists(), "the child outlived its caller"
 
 
-def test_other_interpreters_flags_and_the_off_switch_start_cold(tmp_path):
+def test_other_interpreters_flags_the_off_switch_and_graded_kernels_children_start_cold(tmp_path):
     assert forkserver.start(["/bin/echo", "hi"], tmp_path / "log", dict(os.environ)) is None
     assert forkserver.start([sys.executable, "-u", "-c", ""], tmp_path / "log", {}) is None
     off = {**os.environ, forkserver.SWITCH: "0"}
     assert forkserver.start([sys.executable, "-c", ""], tmp_path / "log", off) is None
+    guarded = {**os.environ, "SCALELAB_GUARD_REPORT": str(tmp_path / "report")}
+    assert forkserver.start([sys.executable, "-c", ""], tmp_path / "log", guarded) is None
     cold = children.start([sys.executable, "-c", "pass"], tmp_path / "log", off, warm=True)
     assert isinstance(cold.process, subprocess.Popen)
     assert cold.process.wait(60) == 0

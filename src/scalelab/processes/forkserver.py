@@ -10,7 +10,8 @@ closes (the caller ended) the fork server kills the child's group.
 
 One fork server runs per interpreter and per value of the variables TensorFlow reads when it
 is imported (WARM_KEYS); it exits after IDLE_SECONDS without children. `SCALELAB_FORKSERVER=0`
-turns warm starts off (children then start cold, as any `subprocess` does).
+turns warm starts off (children then start cold, as any `subprocess` does), and so does the
+autograding guard's environment.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ WARM_KEYS = (
 IDLE_SECONDS = 300
 START_SECONDS = 120
 SWITCH = "SCALELAB_FORKSERVER"
+# A graded kernel's children start cold: the guard's audit hook is installed at interpreter start
+# (grading/kernel_guard), with this grading run's paths and report file.
+COLD_PREFIX = "SCALELAB_GUARD_"
 _FOLDER = Path(tempfile.gettempdir()) / f"scalelab-forkserver-{os.getuid()}"
 
 
@@ -110,6 +114,7 @@ def start(
     argv = list(command)
     if (
         env.get(SWITCH, os.environ.get(SWITCH)) == "0"
+        or any(key.startswith(COLD_PREFIX) for key in env)
         or not hasattr(os, "pidfd_open")
         or len(argv) < 2
         or argv[0] != sys.executable
@@ -263,11 +268,19 @@ def _fork(connection: socket.socket, listener: socket.socket, selector: Any) -> 
         return 0
     sys.stdout.flush()
     sys.stderr.flush()
+    led, leads = os.pipe()
     pid = os.fork()
     if pid:
+        os.close(leads)
+        os.read(led, 1)  # the child leads its own session before anyone may signal its group
+        os.close(led)
         connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
         connection.settimeout(None)
         return pid
+    os.setsid()
+    os.close(led)
+    os.write(leads, b"x")
+    os.close(leads)
     selector.close()
     listener.close()
     connection.close()
@@ -278,7 +291,6 @@ def _become(request: dict[str, Any]) -> int:
     """In the forked child: turn into the requested program, run it, and return its exit code."""
     code = 1
     try:
-        os.setsid()
         for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)

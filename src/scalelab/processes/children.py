@@ -52,9 +52,16 @@ def run(
     timeout: float,
     lines: int = TAIL_LINES,
     error: type[Exception] = RuntimeError,
+    warm: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run `command` to its end with its output captured; if it fails or overruns `timeout`,
-    raise `error` naming `what` failed, with the tail of its output (stdout, then stderr)."""
+    raise `error` naming `what` failed, with the tail of its output (stdout, then stderr).
+    With `warm`, a Python child starts from the fork server where it can (start); its stdout
+    and stderr then come back together, as stdout."""
+    if warm:
+        done = _run_warm(command, what, env, cwd, timeout, lines, error)
+        if done:
+            return done
     try:
         done = subprocess.run(
             list(command), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
@@ -69,6 +76,41 @@ def run(
         log = tail(done.stdout + done.stderr, lines) or "(no output)"
         raise error(f"{what} failed (exit {done.returncode}):\n{log}")
     return done
+
+
+def _run_warm(
+    command: Sequence[str],
+    what: str,
+    env: Mapping[str, str] | None,
+    cwd: str | os.PathLike[str] | None,
+    timeout: float,
+    lines: int,
+    error: type[Exception],
+) -> subprocess.CompletedProcess[str] | None:
+    """run() through the fork server; None when the child cannot start warm here."""
+    with tempfile.TemporaryDirectory(prefix="scalelab-run-") as scratch:
+        log = Path(scratch) / "output"
+        folder = os.fspath(cwd) if cwd is not None else None
+        child = forkserver.start(command, log, dict(env or os.environ), folder)
+        if child is None:
+            return None
+        try:
+            code = child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            raise error(
+                f"{what} did not finish within {timeout:g} s (pass a larger timeout= on a slow "
+                f"machine). Last lines of its output:\n{tail(_read(log), lines) or '(nothing)'}"
+            ) from None
+        output = _read(log)
+    if code != 0:
+        raise error(f"{what} failed (exit {code}):\n{tail(output, lines) or '(no output)'}")
+    return subprocess.CompletedProcess(list(command), code, output, "")
+
+
+def _read(path: Path) -> str:
+    return path.read_bytes().decode(errors="replace") if path.exists() else ""
 
 
 def _text(output: str | bytes | None) -> str:

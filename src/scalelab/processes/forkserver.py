@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib
 import json
 import os
 import selectors
@@ -43,6 +44,7 @@ WARM_KEYS = (
     "TF_ENABLE_ONEDNN_OPTS",
     "CUDA_VISIBLE_DEVICES",
 )
+LEGACY_KERAS_MODULES = ("tf_keras", "tensorflow_model_optimization")
 IDLE_SECONDS = 300
 START_SECONDS = 120
 SWITCH = "SCALELAB_FORKSERVER"
@@ -205,6 +207,11 @@ def _try_connect(path: Path) -> socket.socket | None:
 def serve(path: Path) -> None:
     """Import TensorFlow, then fork a child per request until IDLE_SECONDS pass without one."""
     import tensorflow  # noqa: F401  (the point: children start with it imported)
+
+    if os.environ.get("TF_USE_LEGACY_KERAS") == "1":  # Keras 2 and what only it can run (QAT)
+        for name in LEGACY_KERAS_MODULES:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
 
     listener = socket.socket(socket.AF_UNIX)
     path.unlink(missing_ok=True)

@@ -119,7 +119,8 @@ def run_function(
         program = function_program(function, scratch)
         result_path = Path(scratch) / "result.json"
         child_env = {**os.environ, **(env or {}), RESULT_ENV: str(result_path)}
-        run(python(program, [json.dumps(dict(kwargs or {}))]), what, env=child_env, timeout=timeout)
+        command = python(program, [json.dumps(dict(kwargs or {}))])
+        run(command, what, env=child_env, timeout=timeout, warm=True)
         if not result_path.exists():
             raise RuntimeError(f"{what} ended without a result.")
         result: dict[str, Any] = json.loads(result_path.read_text())

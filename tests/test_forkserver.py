@@ -81,13 +81,36 @@ def test_a_warm_child_is_killed_when_the_process_that_started_it_ends(tmp_path):
     assert not Path(f"/proc/{pid}").exists(), "the child outlived its caller"
 
 
-def test_other_interpreters_flags_the_off_switch_and_graded_kernels_children_start_cold(tmp_path):
+def test_other_interpreters_flags_and_the_off_switch_start_cold(tmp_path):
     assert forkserver.start(["/bin/echo", "hi"], tmp_path / "log", dict(os.environ)) is None
     assert forkserver.start([sys.executable, "-u", "-c", ""], tmp_path / "log", {}) is None
     off = {**os.environ, forkserver.SWITCH: "0"}
     assert forkserver.start([sys.executable, "-c", ""], tmp_path / "log", off) is None
-    guarded = {**os.environ, "SCALELAB_GUARD_REPORT": str(tmp_path / "report")}
-    assert forkserver.start([sys.executable, "-c", ""], tmp_path / "log", guarded) is None
     cold = children.start([sys.executable, "-c", "pass"], tmp_path / "log", off, warm=True)
     assert isinstance(cold.process, subprocess.Popen)
     assert cold.process.wait(60) == 0
+
+
+def test_a_graded_kernels_warm_children_each_get_the_guard_of_their_own_grading_run(tmp_path):
+    """The autograding guard is set up by sitecustomize at start: a warm child runs it again
+    with its own environment, so two grading runs never share one's forbidden paths."""
+    from scalelab.grading.preprocessors.guardedexecute import KERNEL_GUARD
+
+    answers = tmp_path / "answers"
+    answers.mkdir()
+    (answers / "key.txt").write_text("the answer")
+    peek = f"open({str(answers / 'key.txt')!r}).read(); print('read it')"
+    outcome = {}
+    for run, forbidden in (("first", answers), ("second", tmp_path / "elsewhere")):
+        guard = {
+            "PYTHONPATH": str(KERNEL_GUARD),
+            "SCALELAB_GUARD_FORBID": str(forbidden),
+            "SCALELAB_GUARD_ALLOW": str(tmp_path / "work"),
+            "SCALELAB_GUARD_REPORT": str(tmp_path / f"{run}.report"),
+        }
+        child = warm([sys.executable, "-c", peek], tmp_path, **guard)
+        assert isinstance(child.process, forkserver.ForkedProcess)
+        outcome[run] = (child.process.wait(120), child.output())
+    assert outcome["first"][0] == 1 and "is off limits" in outcome["first"][1]
+    assert (tmp_path / "first.report").read_text().startswith("file\t")
+    assert outcome["second"][0] == 0 and "read it" in outcome["second"][1]

@@ -10,8 +10,9 @@ closes (the caller ended) the fork server kills the child's group.
 
 One fork server runs per interpreter and per value of the variables TensorFlow reads when it
 is imported (WARM_KEYS); it exits after IDLE_SECONDS without children. `SCALELAB_FORKSERVER=0`
-turns warm starts off (children then start cold, as any `subprocess` does), and so does the
-autograding guard's environment.
+turns warm starts off (children then start cold, as any `subprocess` does). A child runs
+`sitecustomize` again with its own environment, as Python does at start: a graded kernel's
+children get the audit hook of their own grading run (grading/kernel_guard).
 """
 
 from __future__ import annotations
@@ -48,9 +49,9 @@ LEGACY_KERAS_MODULES = ("tf_keras", "tensorflow_model_optimization")
 IDLE_SECONDS = 300
 START_SECONDS = 120
 SWITCH = "SCALELAB_FORKSERVER"
-# A graded kernel's children start cold: the guard's audit hook is installed at interpreter start
-# (grading/kernel_guard), with this grading run's paths and report file.
-COLD_PREFIX = "SCALELAB_GUARD_"
+# Our variables are a caller's settings (a grading run's guard, a server's parent): the fork
+# server starts without them, and each child gets its caller's.
+OURS = "SCALELAB_"
 _FOLDER = Path(tempfile.gettempdir()) / f"scalelab-forkserver-{os.getuid()}"
 
 
@@ -116,7 +117,6 @@ def start(
     argv = list(command)
     if (
         env.get(SWITCH, os.environ.get(SWITCH)) == "0"
-        or any(key.startswith(COLD_PREFIX) for key in env)
         or not hasattr(os, "pidfd_open")
         or len(argv) < 2
         or argv[0] != sys.executable
@@ -166,7 +166,14 @@ def _connect(env: Mapping[str, str]) -> socket.socket | None:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log,
-                env={**{k: v for k, v in os.environ.items() if k not in WARM_KEYS}, **warm},
+                env={
+                    **{
+                        k: v
+                        for k, v in os.environ.items()
+                        if k not in WARM_KEYS and not k.startswith(OURS)
+                    },
+                    **warm,
+                },
                 cwd="/",
                 start_new_session=True,
                 check=False,
@@ -315,6 +322,8 @@ def _become(request: dict[str, Any]) -> int:
                 stream.reconfigure(line_buffering=True, write_through=True)  # type: ignore[union-attr]
         for name in [name for name in sys.modules if name.split(".")[0] == "scalelab"]:
             del sys.modules[name]  # ours is read afresh: the fork server may be older than an edit
+        if "sitecustomize" in sys.modules:  # what Python runs at start, now with this environment
+            importlib.reload(sys.modules["sitecustomize"])
         code = _run(request["argv"])
     except SystemExit as done:
         code = _exit_code(done)

@@ -114,3 +114,16 @@ def test_a_graded_kernels_warm_children_each_get_the_guard_of_their_own_grading_
     assert outcome["first"][0] == 1 and "is off limits" in outcome["first"][1]
     assert (tmp_path / "first.report").read_text().startswith("file\t")
     assert outcome["second"][0] == 0 and "read it" in outcome["second"][1]
+
+
+def test_stop_idle_ends_a_fork_server_once_its_children_have_ended(tmp_path):
+    sleeper = warm([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path)
+    servers = list(forkserver._FOLDER.glob(f"{forkserver._digest(sys.executable)}-*.sock"))
+    forkserver.stop_idle()
+    time.sleep(1)
+    assert sleeper.process.poll() is None, "a fork server with a child keeps serving it"
+    sleeper.stop(grace=10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(path.exists() for path in servers):
+        time.sleep(0.1)
+    assert not any(path.exists() for path in servers), "idle fork servers ended"

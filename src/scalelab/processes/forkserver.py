@@ -47,6 +47,7 @@ WARM_KEYS = (
 )
 LEGACY_KERAS_MODULES = ("tf_keras", "tensorflow_model_optimization")
 IDLE_SECONDS = 300
+STOP = -1  # what _fork returns for a stop request
 START_SECONDS = 120
 SWITCH = "SCALELAB_FORKSERVER"
 # Our variables are a caller's settings (a grading run's guard, a server's parent): the fork
@@ -146,7 +147,7 @@ def start(
 def _connect(env: Mapping[str, str]) -> socket.socket | None:
     """A connection to the fork server for `env`, started first if none runs; None if it fails."""
     warm = {key: env[key] for key in WARM_KEYS if key in env}
-    key = hashlib.sha256(json.dumps([sys.executable, warm]).encode()).hexdigest()[:16]
+    key = f"{_digest(sys.executable)}-{_digest(json.dumps(warm, sort_keys=True))}"
     try:
         _FOLDER.mkdir(mode=0o700, exist_ok=True)
     except OSError:
@@ -190,6 +191,10 @@ def _connect(env: Mapping[str, str]) -> socket.socket | None:
     return None
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -227,14 +232,17 @@ def serve(path: Path) -> None:
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, "accept")
     children: dict[int, tuple[socket.socket, int]] = {}  # pidfd -> (connection, pid)
-    idle_since = time.monotonic()
+    idle_since, stopping = time.monotonic(), False
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # and take the children along
     try:
-        while children or time.monotonic() - idle_since < IDLE_SECONDS:
+        while children or (not stopping and time.monotonic() - idle_since < IDLE_SECONDS):
             for key, _ in selector.select(timeout=10):
                 if key.data == "accept":
                     connection, _ = listener.accept()
                     pid = _fork(connection, listener, selector)
-                    if pid:
+                    if pid == STOP:
+                        stopping = True
+                    elif pid:
                         pidfd = os.pidfd_open(pid)
                         children[pidfd] = (connection, pid)
                         selector.register(pidfd, selectors.EVENT_READ, "exit")
@@ -250,7 +258,7 @@ def serve(path: Path) -> None:
                     with contextlib.suppress(OSError):
                         connection.sendall(json.dumps({"exit": code}).encode() + b"\n")
                     connection.close()
-                elif not key.fileobj.recv(1, socket.MSG_PEEK):  # type: ignore[union-attr]
+                elif not _peek(key.fileobj):  # type: ignore[arg-type]
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(key.data, signal.SIGKILL)  # its caller ended
                     selector.unregister(key.fileobj)
@@ -261,6 +269,25 @@ def serve(path: Path) -> None:
         for _, pid in children.values():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+
+
+def _peek(connection: socket.socket) -> bool:
+    """False once the caller's end of `connection` has closed."""
+    try:
+        return bool(connection.recv(1, socket.MSG_PEEK))
+    except OSError:
+        return False
+
+
+def stop_idle() -> None:
+    """Ask this interpreter's fork servers to end once they have no children (a test run's end)."""
+    for path in _FOLDER.glob(f"{_digest(sys.executable)}-*.sock"):
+        connection = _try_connect(path)
+        if connection:
+            with connection:
+                connection.sendall(b'{"stop": true}\n')
+                with contextlib.suppress(OSError):
+                    connection.recv(64)
 
 
 def _fork(connection: socket.socket, listener: socket.socket, selector: Any) -> int:
@@ -280,6 +307,11 @@ def _fork(connection: socket.socket, listener: socket.socket, selector: Any) -> 
             connection.sendall(json.dumps({"error": str(error)}).encode() + b"\n")
         connection.close()
         return 0
+    if request.get("stop"):
+        with contextlib.suppress(OSError):
+            connection.sendall(b'{"stopping": true}\n')
+        connection.close()
+        return STOP
     sys.stdout.flush()
     sys.stderr.flush()
     led, leads = os.pipe()

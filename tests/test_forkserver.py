@@ -4,9 +4,11 @@ child started cold (argv, environment, folder, log, exit code, signals, clean-up
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -116,14 +118,20 @@ def test_a_graded_kernels_warm_children_each_get_the_guard_of_their_own_grading_
     assert outcome["second"][0] == 0 and "read it" in outcome["second"][1]
 
 
-def test_stop_idle_ends_a_fork_server_once_its_children_have_ended(tmp_path):
-    sleeper = warm([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path)
-    servers = list(forkserver._FOLDER.glob(f"{forkserver._digest(sys.executable)}-*.sock"))
-    forkserver.stop_idle()
-    time.sleep(1)
-    assert sleeper.process.poll() is None, "a fork server with a child keeps serving it"
-    sleeper.stop(grace=10)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(path.exists() for path in servers):
-        time.sleep(0.1)
-    assert not any(path.exists() for path in servers), "idle fork servers ended"
+def test_stop_idle_ends_a_fork_server_once_its_children_have_ended(tmp_path, monkeypatch):
+    private = Path(tempfile.mkdtemp(prefix="fs-"))  # its own fork server: other tests use theirs
+    monkeypatch.setattr(forkserver, "_FOLDER", private)
+    try:
+        sleeper = warm([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path)
+        assert isinstance(sleeper.process, forkserver.ForkedProcess)
+        server = next(private.glob("*.sock"))
+        forkserver.stop_idle()
+        time.sleep(1)
+        assert sleeper.process.poll() is None, "a fork server with a child keeps serving it"
+        sleeper.stop(grace=10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and server.exists():
+            time.sleep(0.1)
+        assert not server.exists(), "the idle fork server ended"
+    finally:
+        shutil.rmtree(private, ignore_errors=True)

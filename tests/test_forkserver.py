@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -88,6 +89,9 @@ def test_other_interpreters_flags_and_the_off_switch_start_cold(tmp_path):
     assert forkserver.start([sys.executable, "-u", "-c", ""], tmp_path / "log", {}) is None
     off = {**os.environ, forkserver.SWITCH: "0"}
     assert forkserver.start([sys.executable, "-c", ""], tmp_path / "log", off) is None
+    with pytest.MonkeyPatch.context() as patch:  # a kernel or seccomp profile without pidfds
+        patch.setattr(os, "pidfd_open", mock.Mock(side_effect=OSError(38, "not implemented")))
+        assert forkserver.start([sys.executable, "-c", ""], tmp_path / "log", {}) is None
     cold = children.start([sys.executable, "-c", "pass"], tmp_path / "log", off, warm=True)
     assert isinstance(cold.process, subprocess.Popen)
     assert cold.process.wait(60) == 0

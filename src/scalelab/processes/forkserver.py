@@ -118,7 +118,7 @@ def start(
     argv = list(command)
     if (
         env.get(SWITCH, os.environ.get(SWITCH)) == "0"
-        or not hasattr(os, "pidfd_open")
+        or not _pidfds_work()
         or len(argv) < 2
         or argv[0] != sys.executable
         or (argv[1].startswith("-") and argv[1] not in ("-m", "-c"))
@@ -142,6 +142,16 @@ def start(
         connection.close()
         raise OSError(f"The fork server could not start {argv[1:3]}: {answer.get('error')}")
     return ForkedProcess(connection, int(answer["pid"]))
+
+
+def _pidfds_work() -> bool:
+    """Whether this system lets us watch a process through a pidfd (Linux 5.3 or later, and
+    allowed by the container's seccomp profile), which the fork server needs."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+        return True
+    except (AttributeError, OSError):
+        return False
 
 
 def _connect(env: Mapping[str, str]) -> socket.socket | None:

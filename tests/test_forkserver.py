@@ -64,6 +64,15 @@ def test_an_exception_is_printed_and_exits_1_and_a_signal_gives_its_negative_num
     assert sleeper.process.returncode == -signal.SIGTERM
 
 
+def test_a_signal_sent_as_soon_as_the_pid_is_known_ends_the_child_by_that_signal(tmp_path):
+    sleepers = [
+        warm([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path) for _ in range(8)
+    ]
+    for sleeper in sleepers:
+        sleeper.process.terminate()
+    assert [s.process.wait(60) for s in sleepers] == [-signal.SIGTERM] * len(sleepers)
+
+
 def test_a_warm_child_is_killed_when_the_process_that_started_it_ends(tmp_path):
     caller = (
         "import os, sys; from scalelab.processes import children; "

@@ -34,6 +34,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import pids
+
 # Environment variables read while TensorFlow and Keras are imported (or by Python at start):
 # children whose values differ get a different fork server.
 WARM_KEYS = (
@@ -193,7 +195,7 @@ def _connect(env: Mapping[str, str]) -> socket.socket | None:
             return None
         pid = int(launched.stdout)
         deadline = time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and pids.alive(pid):
             connection = _try_connect(path)
             if connection:
                 return connection
@@ -203,14 +205,6 @@ def _connect(env: Mapping[str, str]) -> socket.socket | None:
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
 
 
 def _try_connect(path: Path) -> socket.socket | None:
@@ -333,6 +327,9 @@ def _fork(connection: socket.socket, listener: socket.socket, selector: Any) -> 
         connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
         connection.settimeout(None)
         return pid
+    for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):  # the fork server's are not
+        signal.signal(signum, signal.SIG_DFL)  # the child's, and a caller may signal it once
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # it has its pid, just below
     os.setsid()
     os.close(led)
     os.write(leads, b"x")
@@ -347,9 +344,6 @@ def _become(request: dict[str, Any]) -> int:
     """In the forked child: turn into the requested program, run it, and return its exit code."""
     code = 1
     try:
-        for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)

@@ -131,3 +131,12 @@ def test_free_ports_never_gives_a_port_another_process_was_just_given(tmp_path, 
     old = time.time() - children.RESERVED_SECONDS - 1
     os.utime(tmp_path / "ports" / str(taken), (old, old))
     assert children._reserve(taken), "a stale claim lapses"
+
+
+def test_a_process_is_alive_until_it_is_reaped_whoever_owns_it():
+    from scalelab.processes import pids
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert pids.alive(os.getpid()) and pids.alive(1)
+    child.wait()
+    assert not pids.alive(child.pid)

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+from ..processes import pids
 from .server import Models, Request, Server, ServerStartError, at_exit_once, resolve_models
 
 IMAGE_ENV = "SCALELAB_SERVING_IMAGE"
@@ -166,13 +167,7 @@ def _owned_by_dead_processes(container: Any) -> bool:
     labels = container.labels
     if labels.get(HOST_LABEL) != socket.gethostname() or not labels.get(OWNER_LABEL, "").isdigit():
         return False
-    try:
-        os.kill(int(labels[OWNER_LABEL]), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    return False
+    return not pids.alive(int(labels[OWNER_LABEL]))
 
 
 def cleanup(everything: bool = False) -> list[str]:

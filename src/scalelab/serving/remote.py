@@ -25,6 +25,7 @@ from typing import Any
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from ..processes import pids
 from .server import OPENER, Models, Request, Server, ServerStartError, at_exit_once
 
 REST_ENV, GRPC_ENV = "SCALELAB_SERVING_REMOTE_REST", "SCALELAB_SERVING_REMOTE_GRPC"
@@ -108,13 +109,8 @@ def _mine(entry: dict[str, Any]) -> bool:
 def _alive(entry: dict[str, Any]) -> bool:
     if entry.get("host") != socket.gethostname():
         return True  # another machine's: it removes its own
-    try:
-        os.kill(int(entry["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError, KeyError):
-        return True
-    return True
+    pid = entry.get("pid")
+    return not isinstance(pid, int) or pids.alive(pid)
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from google.protobuf import text_format
 from grpc import StatusCode
 from tensorflow_serving.config import model_server_config_pb2
 
+from scalelab.processes import pids
 from scalelab.processes.children import native_stderr_silenced
 
 from . import PARENT_PID_ENV
@@ -266,13 +267,7 @@ def _watch_parent(stop: threading.Event) -> None:
     def gone() -> bool:
         if ended is not None:
             return bool(select.select([ended], [], [], 0)[0])
-        try:
-            os.kill(int(parent), 0)
-            return False
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
+        return not pids.alive(int(parent))
 
     def watch() -> None:
         while not stop.wait(1.0):

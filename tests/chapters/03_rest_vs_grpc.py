@@ -871,7 +871,7 @@ CLAIMS = {
     ),
     "At batch 256 and 1024 REST row's and gRPC's\nmiddle halves are apart": (
         _rest_q25_over_grpc_q75,
-        1.1,  # apart in every run; 1.18 in one loaded CI run, 1.5 or more on a quiet machine
+        1.0,  # "apart" is exactly > 1; loaded CI runs gave 1.09 and 1.18, quiet ones 1.5 or more
         100,
     ),
     "at batch 1 both take a few milliseconds": (

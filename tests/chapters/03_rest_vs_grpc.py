@@ -856,8 +856,9 @@ CLAIMS = {
         100,
         1e4,
     ),
-    # gRPC's lead at the largest batch over its lead at batch 1, in one sweep
-    "the gap widens with payload size": (_advantage_growth, 2.0, 100),
+    # gRPC's lead at the largest batch over its lead at batch 1, in one sweep: "widens" is > 1
+    # (2 or more on a quiet machine; 1.24 in a CI lane beside the Docker stage)
+    "the gap widens with payload size": (_advantage_growth, 1.0, 100),
     "about 50 MB of JSON": (lambda r: 16 * _bytes_per_photo(r, "json_row") / 1e6, 45, 55),
     # section 5: each part's median and middle half over the repeats of one run
     # 7% in a fast run on an idle machine, 3% on a loaded one (where batch 256's transfer rose to 11 ms)
@@ -924,7 +925,7 @@ CLAIMS = {
     "still about 2.4× the protobuf": (_photo_gzip_over_protobuf, 2.2, 2.6),
     "about 3× (small integers)": (lambda r: r["json_over_protobuf"]["digits, batch 4"], 2.5, 4.0),
     "5× (floats)": (lambda r: r["json_over_protobuf"]["photos, batch 1"], 4.7, 5.5),
-    "gRPC's advantage grows with the payload": (_advantage_growth, 2.0, 100),
+    "gRPC's advantage grows with the payload": (_advantage_growth, 1.0, 100),
     "gRPC still moves the fewest bytes, request and answer\n  together": (
         _gzip_over_grpc_bytes_both_ways,
         1.0,

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted(p.name for p in (REPO / "solutions").glob("[0-9][0-9]_*") if p.is_dir())
+
+# The kernels the tests start (papermill, nbgrader, the grading command) are forked from a process
+# that has imported TensorFlow (tests/jupyter's python3 kernelspec names scalelab's warm
+# provisioner): the same kernel, seconds sooner each. JupyterLab started as `make lab` starts it
+# (tests/test_lab.py, the browser tests) gets LEARNER_JUPYTER_PATH: the kernels a learner gets.
+WARM_KERNELS = str(REPO / "tests" / "jupyter")
+LEARNER_JUPYTER_PATH = os.pathsep.join(
+    p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p and p != WARM_KERNELS
+)
+os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [WARM_KERNELS, LEARNER_JUPYTER_PATH]))
 
 
 # Seconds each chapter's solution run (with its variants) took in CI (-n 3 on 2 cores), and its

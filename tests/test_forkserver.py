@@ -148,3 +148,31 @@ def test_stop_idle_ends_a_fork_server_once_its_children_have_ended(tmp_path, mon
         assert not server.exists(), "the idle fork server ended"
     finally:
         shutil.rmtree(private, ignore_errors=True)
+
+
+def test_a_warm_kernel_runs_cells_with_tensorflow_imported_and_can_be_interrupted(tmp_path):
+    from conftest import WARM_KERNELS
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import start_new_kernel
+
+    specs = KernelSpecManager(kernel_dirs=[f"{WARM_KERNELS}/kernels"])
+    manager, client = start_new_kernel(kernel_name="python3", kernel_spec_manager=specs)
+    try:
+        assert isinstance(manager.provisioner.process, forkserver.ForkedProcess)
+        log = manager.provisioner.log_path
+        outputs: list[str] = []
+        probe = "import os, sys; print('tensorflow' in sys.modules, os.getpgid(0) == os.getpid())"
+        reply = client.execute_interactive(
+            probe, timeout=60, output_hook=lambda m: outputs.append(m["content"].get("text", ""))
+        )
+        assert reply["content"]["status"] == "ok"
+        assert "".join(outputs).split() == ["True", "True"]
+        client.execute("import time; time.sleep(60)")
+        time.sleep(1)
+        manager.interrupt_kernel()
+        reply = client.get_shell_msg(timeout=30)
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert not log.exists(), "its log is passed on and removed"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import REPO
+from conftest import LEARNER_JUPYTER_PATH, REPO
 
 TOKEN = "scalelab-test"
 
@@ -58,7 +58,7 @@ def lab(tmp_path_factory):
     process = subprocess.Popen(
         command,
         cwd=tmp_path,
-        env=os.environ | {"PATH": path},
+        env=os.environ | {"PATH": path, "JUPYTER_PATH": LEARNER_JUPYTER_PATH},
         stdout=log,
         stderr=subprocess.STDOUT,
     )

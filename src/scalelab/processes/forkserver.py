@@ -61,6 +61,8 @@ _FOLDER = Path(tempfile.gettempdir()) / f"scalelab-forkserver-{os.getuid()}"
 class ForkedProcess:
     """A child of the fork server, driven like a subprocess.Popen: pid, poll, wait, signals."""
 
+    stdin = stdout = stderr = None  # as a Popen without pipes: the child has its log
+
     def __init__(self, connection: socket.socket, pid: int) -> None:
         self.pid = pid
         self.returncode: int | None = None

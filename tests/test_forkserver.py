@@ -64,6 +64,17 @@ def test_an_exception_is_printed_and_exits_1_and_a_signal_gives_its_negative_num
     assert sleeper.process.returncode == -signal.SIGTERM
 
 
+def test_warm_children_draw_different_random_numbers_as_cold_ones_do(tmp_path):
+    draw = "import random, numpy; print(random.random(), numpy.random.random())"
+    draws = []
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+        draws.append(warm([sys.executable, "-c", draw], tmp_path / name))
+    assert [child.process.wait(60) for child in draws] == [0, 0]
+    first, second = (child.output().split() for child in draws)
+    assert first[0] != second[0] and first[1] != second[1]
+
+
 def test_a_signal_sent_as_soon_as_the_pid_is_known_ends_the_child_by_that_signal(tmp_path):
     sleepers = [
         warm([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path) for _ in range(8)

@@ -358,6 +358,8 @@ def _become(request: dict[str, Any]) -> int:
         if os.environ.get("PYTHONUNBUFFERED"):
             for stream in (sys.stdout, sys.stderr):
                 stream.reconfigure(line_buffering=True, write_through=True)  # type: ignore[union-attr]
+        if "numpy" in sys.modules:  # seeded afresh, as at a cold start (Python's random reseeds
+            sys.modules["numpy"].random.seed()  # itself after a fork; NumPy's global one does not)
         for name in [name for name in sys.modules if name.split(".")[0] == "scalelab"]:
             del sys.modules[name]  # ours is read afresh: the fork server may be older than an edit
         if "sitecustomize" in sys.modules:  # what Python runs at start, now with this environment

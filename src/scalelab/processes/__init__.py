@@ -1,2 +1,4 @@
-"""Processes: `children` (the one way to start a Python child, logs, ports), `programs` (a
-learner's function run as a program) and `cluster` (local multi-process tf.distribute clusters)."""
+"""Processes: `children` (the one way to start a Python child, logs, ports), `forkserver` (warm
+starts: children forked from a process that has imported TensorFlow), `kernels` (Jupyter kernels
+started the same way), `pids` (is a process alive), `programs` (a learner's function run as a
+program) and `cluster` (local multi-process tf.distribute clusters)."""

@@ -42,12 +42,16 @@ def test_a_warm_child_gets_its_argv_environment_folder_and_log_and_reports_its_e
     assert "tensorflow imported before we started: True" in child.output()
 
 
-def test_a_warm_module_and_script_run_as_main_with_their_folder_first_on_the_path(tmp_path):
+def test_a_warm_module_and_script_run_as_main_with_their_folder_first_on_the_path_and_their_name(
+    tmp_path,
+):
     script = tmp_path / "tool.py"
-    script.write_text("import sys; print('main', __name__, sys.path[0]); raise SystemExit(0)\n")
+    script.write_text(
+        "import sys; print('main', __name__, sys.path[0], open('/proc/self/comm').read().strip())\n"
+    )
     by_path = warm([sys.executable, str(script)], tmp_path)
     assert by_path.process.wait(120) == 0
-    assert f"main __main__ {tmp_path}" in by_path.output()
+    assert f"main __main__ {tmp_path} tool.py" in by_path.output(), "named after its program"
     by_module = warm([sys.executable, "-m", "json.tool", "--help"], tmp_path)
     assert by_module.process.wait(120) == 0
     assert "usage:" in by_module.output()

@@ -380,6 +380,8 @@ def _run(argv: list[str]) -> int:
     import runpy
 
     first, rest = argv[0], argv[1:]
+    names = {"-m": rest[0].rsplit(".", 1)[-1] if rest else "", "-c": "python -c"}
+    _name_process(names.get(first, Path(first).name))
     if first == "-m":
         sys.argv, sys.path[0] = ["-m", *rest[1:]], os.getcwd()
         runpy.run_module(rest[0], run_name="__main__", alter_sys=True)
@@ -390,6 +392,14 @@ def _run(argv: list[str]) -> int:
         sys.argv, sys.path[0] = [first, *rest], str(Path(first).resolve().parent)
         runpy.run_path(first, run_name="__main__")
     return 0
+
+
+def _name_process(name: str) -> None:
+    """Show the program's name (not the fork server's) in top and ps -o comm."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # 15: PR_SET_NAME
 
 
 def _finish(code: int) -> int:

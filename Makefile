@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install install-dev lab test test-python test-colab lint bench release autograde feedback grades clean test-docker test-exhaustive lane-other-pythons lane-docker-colab
+.PHONY: install install-dev install-python lab test test-python test-colab lint bench release autograde feedback grades clean test-docker test-exhaustive lane-other-pythons lane-docker lane-colab
 
 # Python 3.11, 3.12 or 3.13 (TensorFlow 2.21 has wheels for these); PYTHON=python3.13 picks one.
 check_python = $(1) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 13) else f"scalelab needs Python 3.11, 3.12 or 3.13, but $(1) is {sys.version.split()[0]}: install one of them and run `make PYTHON=python3.13 ...`")'
@@ -51,15 +51,17 @@ TEST_WORKERS ?= 3
 
 test: install-dev  ## every test: lint, library, conformance, notebooks in fast mode, grading round trips, Docker, other Pythons, Colab
 	@mkdir -p build && rm -f $(STAGES)
+	@$(call stage,install-other-pythons,$(MAKE) --no-print-directory install-python V=3.12 && $(MAKE) --no-print-directory install-python V=3.13)
 	@$(call stage,lint,$(MAKE) --no-print-directory lint)
 	@$(call stage,pytest,$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=12)
-	@$(MAKE) --no-print-directory -j2 lane-other-pythons lane-docker-colab
+	@$(MAKE) --no-print-directory -j3 lane-other-pythons lane-docker lane-colab
 	@echo "wall time per stage:" && cat $(STAGES)
 
-# After pytest, two lanes side by side (each leaves about half the CPU idle on its own): the other
-# Pythons one after the other, so Chapter 3's measurements never share the machine with each
-# other, and Docker then Colab. A lane's stage keeps its whole output in build/<stage>.log and
-# prints its time and pytest's summary line when it ends (its last lines too, if it failed).
+# After pytest, three lanes side by side (each leaves CPU idle on its own while it waits on
+# servers, containers or installs): the other Pythons one after the other, so Chapter 3's
+# measurements never share the machine with each other; Docker; Colab. A lane's stage keeps its
+# whole output in build/<stage>.log and prints its time and pytest's summary line when it ends (its
+# last lines too, if it failed). The other Pythons' venvs are made first, with the installation.
 lane_stage = start=$$(date +%s); ( $(2) ) > build/$(1).log 2>&1; rc=$$?; \
 	echo "stage $(1): $$(( $$(date +%s) - start )) s (exit $$rc; output: build/$(1).log)" | tee -a $(STAGES); \
 	grep -E "^=+ .*(passed|failed|error|skipped).* =+$$" build/$(1).log; \
@@ -67,8 +69,9 @@ lane_stage = start=$$(date +%s); ( $(2) ) > build/$(1).log 2>&1; rc=$$?; \
 lane-other-pythons:
 	@$(call lane_stage,python3.12,$(MAKE) --no-print-directory test-python V=3.12)
 	@$(call lane_stage,python3.13,$(MAKE) --no-print-directory test-python V=3.13)
-lane-docker-colab:
+lane-docker:
 	@$(call lane_stage,docker,tests/docker/run.sh ci)
+lane-colab:
 	@$(call lane_stage,colab,$(MAKE) --no-print-directory test-colab)
 
 # Another Python: its own .venv-3.X with what `make install-dev` puts in .venv, JupyterLab as
@@ -100,9 +103,12 @@ UV_INSTALL = $(UV) pip install --quiet --compile-bytecode
 	$(UV_INSTALL) --python .venv-$*/bin/python --no-deps -e .
 	@touch $@
 
-test-python:  ## make lab and chapter tests on another Python: make test-python V=3.13 [CHAPTERS=all]
+install-python:  ## .venv-3.X for another Python's tests: make install-python V=3.13 (skipped if it is missing)
 	@if [ -z "$(OTHER_PYTHON)" ]; then echo "python$(V) is not on PATH or in pyenv: skipped"; else \
-		$(MAKE) --no-print-directory .venv-$(V)/.installed-dev PYTHON=$(OTHER_PYTHON) && \
+		$(MAKE) --no-print-directory .venv-$(V)/.installed-dev PYTHON=$(OTHER_PYTHON); fi
+
+test-python: install-python  ## make lab and chapter tests on another Python: make test-python V=3.13 [CHAPTERS=all]
+	@if [ -n "$(OTHER_PYTHON)" ]; then \
 		.venv-$(V)/bin/python -m pytest -n 2 -p no:cacheprovider tests/test_lab.py tests/test_chapters.py \
 			$(only_chapters); fi
 

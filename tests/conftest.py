@@ -21,39 +21,6 @@ LEARNER_JUPYTER_PATH = os.pathsep.join(
 os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [WARM_KERNELS, LEARNER_JUPYTER_PATH]))
 
 
-# Seconds each chapter's solution run (with its variants) took in CI (-n 3 on 2 cores), and its
-# round trip (solution and untouched autograded, demonstrations passed over), at 88f5c8a.
-CHAPTER_SECONDS = {
-    "02_tf_serving": 147,
-    "05_distribution": 127,
-    "04_tflite": 105,
-    "06_tuning": 90,
-    "03_rest_vs_grpc": 84,
-    "01_savedmodel": 47,
-}
-ROUNDTRIP_SECONDS = {
-    "02_tf_serving": 61,
-    "04_tflite": 50,
-    "03_rest_vs_grpc": 39,
-    "05_distribution": 35,
-    "01_savedmodel": 23,
-    "06_tuning": 19,
-}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Notebook runs first, the longest first, then the other slow tests: under xdist's
-    worksteal the long runs start at once and the short tests fill in around them."""
-
-    def order(item: pytest.Item) -> tuple[bool, float]:
-        callspec = getattr(item, "callspec", None)
-        chapter = callspec.params.get("chapter", "") if callspec else ""
-        table = ROUNDTRIP_SECONDS if "roundtrip" in item.name else CHAPTER_SECONDS
-        return (item.get_closest_marker("slow") is None, -table.get(chapter, 0))
-
-    items.sort(key=order)
-
-
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """At the end of the run (not of each xdist worker), end the idle fork servers it started."""
     if not hasattr(session.config, "workerinput"):

@@ -42,7 +42,7 @@ def make_tuner(kind: str, build_model: Any, directory: Any, max_trials: int, epo
         "directory": str(directory),
         "project_name": "search",
         "overwrite": True,
-        "seed": 0,
+        "seed": 42,
     }
     if kind == "random":
         return keras_tuner.RandomSearch(build_model, max_trials=max_trials, **common)

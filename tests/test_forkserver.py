@@ -68,6 +68,20 @@ def test_an_exception_is_printed_and_exits_1_and_a_signal_gives_its_negative_num
     assert sleeper.process.returncode == -signal.SIGTERM
 
 
+def test_a_warm_run_returns_stdout_and_stderr_apart_as_a_cold_run_does():
+    program = """if True:
+        import sys
+        print("out, forked:", "tensorflow" in sys.modules)
+        print("err", file=sys.stderr)
+        sys.exit(int(sys.argv[1]))
+    """
+    for warm_start in (False, True):
+        done = children.run([sys.executable, "-c", program, "0"], "p", timeout=60, warm=warm_start)
+        assert (done.stdout, done.stderr) == (f"out, forked: {warm_start}\n", "err\n")
+        with pytest.raises(RuntimeError, match=r"(?s)p failed \(exit 3\).*out.*err"):
+            children.run([sys.executable, "-c", program, "3"], "p", timeout=60, warm=warm_start)
+
+
 def test_warm_children_draw_different_random_numbers_as_cold_ones_do(tmp_path):
     draw = "import random, numpy; print(random.random(), numpy.random.random())"
     draws = []

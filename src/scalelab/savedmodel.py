@@ -34,14 +34,15 @@ def saved_model_cli(*args: str | Path, timeout: float = 120) -> str:
     """Run `saved_model_cli ARGS` in a fresh process, print what it printed, and return it.
 
     Runs TensorFlow's own CLI module with this kernel's Python, so it works even when the
-    virtual environment's `bin/` is not on PATH (as under papermill or nbgrader).
+    virtual environment's `bin/` is not on PATH (as under papermill or nbgrader); from the fork
+    server where one runs (the tests), which saves the CLI its 4 s import of TensorFlow.
     """
     words = [str(arg) for arg in args]
     print("$ saved_model_cli", shlex.join(words))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     cli = "tensorflow.python.tools.saved_model_cli"
     command = children.python(cli, words, skip=children.KERAS_EXTRAS)
-    done = children.run(command, "saved_model_cli", env=env, timeout=timeout)
+    done = children.run(command, "saved_model_cli", env=env, timeout=timeout, warm=True)
     print(done.stdout.rstrip())
     return done.stdout
 

@@ -56,8 +56,7 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     """Run `command` to its end with its output captured; if it fails or overruns `timeout`,
     raise `error` naming `what` failed, with the tail of its output (stdout, then stderr).
-    With `warm`, a Python child starts from the fork server where it can (start); its stdout
-    and stderr then come back together, as stdout."""
+    With `warm`, a Python child starts from the fork server where it can (start)."""
     if warm:
         done = _run_warm(command, what, env, cwd, timeout, lines, error)
         if done:
@@ -89,9 +88,9 @@ def _run_warm(
 ) -> subprocess.CompletedProcess[str] | None:
     """run() through the fork server; None when the child cannot start warm here."""
     with tempfile.TemporaryDirectory(prefix="scalelab-run-") as scratch:
-        log = Path(scratch) / "output"
+        out, err = Path(scratch) / "stdout", Path(scratch) / "stderr"
         folder = os.fspath(cwd) if cwd is not None else None
-        child = forkserver.start(command, log, dict(env or os.environ), folder)
+        child = forkserver.start(command, out, dict(env or os.environ), folder, error_path=err)
         if child is None:
             return None
         try:
@@ -99,14 +98,16 @@ def _run_warm(
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+            log = _read(out) + _read(err)
             raise error(
                 f"{what} did not finish within {timeout:g} s (pass a larger timeout= on a slow "
-                f"machine). Last lines of its output:\n{tail(_read(log), lines) or '(nothing)'}"
+                f"machine). Last lines of its output:\n{tail(log, lines) or '(nothing)'}"
             ) from None
-        output = _read(log)
+        stdout, stderr = _read(out), _read(err)
     if code != 0:
-        raise error(f"{what} failed (exit {code}):\n{tail(output, lines) or '(no output)'}")
-    return subprocess.CompletedProcess(list(command), code, output, "")
+        log = tail(stdout + stderr, lines) or "(no output)"
+        raise error(f"{what} failed (exit {code}):\n{log}")
+    return subprocess.CompletedProcess(list(command), code, stdout, stderr)
 
 
 def _read(path: Path) -> str:

@@ -115,10 +115,15 @@ class ForkedProcess:
 
 
 def start(
-    command: Sequence[str], log_path: Path, env: Mapping[str, str], cwd: str | None = None
+    command: Sequence[str],
+    log_path: Path,
+    env: Mapping[str, str],
+    cwd: str | None = None,
+    error_path: Path | None = None,
 ) -> ForkedProcess | None:
-    """Start `command` (this interpreter's argv) from a fork server, logging to `log_path`; None
-    when it cannot start warm here (turned off, not Linux, another interpreter, other flags)."""
+    """Start `command` (this interpreter's argv) from a fork server, logging to `log_path` (its
+    stderr to `error_path` if given); None when it cannot start warm here (turned off, not Linux,
+    another interpreter, other flags)."""
     argv = list(command)
     if (
         env.get(SWITCH, os.environ.get(SWITCH)) == "0"
@@ -130,6 +135,8 @@ def start(
     ):
         return None
     request = {"argv": argv[1:], "env": dict(env), "cwd": cwd or os.getcwd(), "log": str(log_path)}
+    if error_path is not None:
+        request["errors"] = str(error_path)
     connection = _connect(env)
     if connection is None:
         return None
@@ -347,10 +354,13 @@ def _become(request: dict[str, Any]) -> int:
     code = 1
     try:
         log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        errors = request.get("errors")
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        errors_log = os.open(errors, flags, 0o644) if errors else log
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(log, 1)
-        os.dup2(log, 2)
+        os.dup2(errors_log, 2)
         os.closerange(3, 65536)
         os.chdir(request["cwd"])
         os.environ.clear()

@@ -21,6 +21,15 @@ LEARNER_JUPYTER_PATH = os.pathsep.join(
 os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [WARM_KERNELS, LEARNER_JUPYTER_PATH]))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--no-variants",
+        action="store_true",
+        help="execute the chapters without grading their answer variants (make test-python: "
+        "the variants are graded once, by make test's main Python)",
+    )
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """At the end of the run (not of each xdist worker), end the idle fork servers it started."""
     if not hasattr(session.config, "workerinput"):

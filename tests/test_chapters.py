@@ -156,13 +156,14 @@ class _GradingEngine(papermill.engines.NBClientEngine):
 papermill.engines.papermill_engines.register("scalelab-variants", _GradingEngine)
 
 
-def execute(chapter: str) -> tuple[dict, Path, float]:
-    """Execute the chapter's solution and grade its variants: (results, work folder, seconds)."""
+def execute(chapter: str, variants: bool = True) -> tuple[dict, Path, float]:
+    """Execute the chapter's solution and grade its variants (unless told not to): (results, work
+    folder, seconds)."""
     workdir = EXECUTED / chapter
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     started = time.perf_counter()
-    _GradeVariantsAfterRun.chapter = chapter
+    _GradeVariantsAfterRun.chapter = chapter if variants else None
     try:
         papermill.execute_notebook(
             REPO / "solutions" / chapter / f"{chapter}.ipynb",
@@ -195,12 +196,14 @@ def test_every_chapter_has_output_checks_and_answer_variants():
 @pytest.mark.slow
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_solution_runs_records_its_results_grades_every_variant_fairly_and_quotes_its_numbers(
-    chapter, subtests, record_property
+    chapter, subtests, record_property, pytestconfig
 ):
     """One execution per chapter; each thing it proves is a subtest that fails on its own."""
-    results, workdir, seconds = execute(chapter)
+    variants = not pytestconfig.getoption("--no-variants")
+    results, workdir, seconds = execute(chapter, variants)
     record_property("executed_notebook", chapter)
-    record_property("summary", f"{chapter} executed in {seconds:.0f} s (fast mode, with variants)")
+    graded = "with variants" if variants else "variants not graded: --no-variants"
+    record_property("summary", f"{chapter} executed in {seconds:.0f} s (fast mode, {graded})")
     with subtests.test("what the notebook recorded, and nothing on stderr"):
         chapter_data(chapter).check(results, workdir)
         notebook = json.loads((workdir / f"{chapter}.ipynb").read_text())
@@ -211,8 +214,8 @@ def test_solution_runs_records_its_results_grades_every_variant_fairly_and_quote
             if output.get("name") == "stderr"
         ]
         assert stderr == [], f"the notebook wrote to stderr: {stderr[:2]}"
-    outcomes = json.loads((workdir / VARIANTS_FILE).read_text())
-    for grade_id in code_exercises(chapter):
+    outcomes = json.loads((workdir / VARIANTS_FILE).read_text()) if variants else []
+    for grade_id in code_exercises(chapter) if variants else []:
         with subtests.test(f"graders of {grade_id} accept every correct answer, reject mistakes"):
             mine = [o for o in outcomes if o["exercise"] == grade_id]
             assert len(mine) == len(cases(chapter, grade_id))

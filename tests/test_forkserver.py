@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -80,6 +81,17 @@ def test_a_warm_run_returns_stdout_and_stderr_apart_as_a_cold_run_does():
         assert (done.stdout, done.stderr) == (f"out, forked: {warm_start}\n", "err\n")
         with pytest.raises(RuntimeError, match=r"(?s)p failed \(exit 3\).*out.*err"):
             children.run([sys.executable, "-c", program, "3"], "p", timeout=60, warm=warm_start)
+
+
+def test_a_child_whose_exit_arrives_with_its_pid_reports_that_exit(monkeypatch):
+    ours, servers = socket.socketpair()
+    servers.sendall(b'{"pid": 4242}\n{"exit": 3}\n')  # one read may bring both lines
+    monkeypatch.setattr(forkserver, "_connect", lambda env: ours)
+    monkeypatch.setattr(forkserver, "_pidfds_work", lambda: True)
+    child = forkserver.start([sys.executable, "-c", "pass"], Path("log"), dict(os.environ))
+    assert child is not None and child.pid == 4242
+    assert child.wait(5) == 3
+    servers.close()
 
 
 def test_warm_children_draw_different_random_numbers_as_cold_ones_do(tmp_path):

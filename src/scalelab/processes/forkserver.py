@@ -63,11 +63,11 @@ class ForkedProcess:
 
     stdin = stdout = stderr = None  # as a Popen without pipes: the child has its log
 
-    def __init__(self, connection: socket.socket, pid: int) -> None:
+    def __init__(self, connection: socket.socket, pid: int, unread: bytes = b"") -> None:
         self.pid = pid
         self.returncode: int | None = None
         self._connection = connection
-        self._unread = b""
+        self._unread = unread  # what the server sent after the pid (its exit, if it has ended)
 
     def poll(self) -> int | None:
         """The exit code (negative: the signal that ended it), or None while it runs."""
@@ -142,17 +142,18 @@ def start(
         return None
     connection.sendall(json.dumps(request).encode() + b"\n")
     reply = b""
-    while not reply.endswith(b"\n"):
+    while b"\n" not in reply:
         data = connection.recv(4096)
         if not data:
             connection.close()
             return None
         reply += data
-    answer = json.loads(reply)
+    line, rest = reply.split(b"\n", 1)  # a child that ended at once: its exit came with its pid
+    answer = json.loads(line)
     if "pid" not in answer:
         connection.close()
         raise OSError(f"The fork server could not start {argv[1:3]}: {answer.get('error')}")
-    return ForkedProcess(connection, int(answer["pid"]))
+    return ForkedProcess(connection, int(answer["pid"]), rest)
 
 
 def _pidfds_work() -> bool:

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install install-dev install-python lab test test-python test-colab lint bench release autograde feedback grades clean test-docker test-exhaustive lane-other-pythons lane-docker-colab
+.PHONY: install install-dev install-python lab test test-python test-colab lint bench release autograde feedback grades clean test-docker test-exhaustive lane-pythons-colab lane-docker
 
 # Python 3.11, 3.12 or 3.13 (TensorFlow 2.21 has wheels for these); PYTHON=python3.13 picks one.
 check_python = $(1) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 13) else f"scalelab needs Python 3.11, 3.12 or 3.13, but $(1) is {sys.version.split()[0]}: install one of them and run `make PYTHON=python3.13 ...`")'
@@ -54,23 +54,25 @@ test: install-dev  ## every test: lint, library, conformance, notebooks in fast 
 	@$(call stage,install-other-pythons,$(MAKE) --no-print-directory install-python V=3.12 && $(MAKE) --no-print-directory install-python V=3.13)
 	@$(call stage,lint,$(MAKE) --no-print-directory lint)
 	@$(call stage,pytest,$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=12)
-	@$(MAKE) --no-print-directory -j2 lane-other-pythons lane-docker-colab
+	@$(MAKE) --no-print-directory -j2 lane-pythons-colab lane-docker
 	@echo "wall time per stage:" && cat $(STAGES)
 
 # After pytest, two lanes side by side (each leaves about half the CPU idle on its own): the other
-# Pythons one after the other, and Docker then Colab. A lane's stage keeps its whole output in
-# build/<stage>.log and prints its time and pytest's summary line when it ends (its last lines
-# too, if it failed). The other Pythons' venvs are made first, with the installation.
+# Pythons then Colab, one after the other, and Docker, which takes about as long as those three
+# (with Docker then Colab in one lane, at f871cfe, Colab ran alone at 57% CPU for 86 s). A lane's
+# stage keeps its whole output in build/<stage>.log and prints its time and pytest's summary line
+# when it ends (its last lines too, if it failed). The other Pythons' venvs are made first, with
+# the installation.
 lane_stage = start=$$(date +%s); ( $(2) ) > build/$(1).log 2>&1; rc=$$?; \
 	echo "stage $(1): $$(( $$(date +%s) - start )) s (exit $$rc; output: build/$(1).log)" | tee -a $(STAGES); \
 	grep -E "^=+ .*(passed|failed|error|skipped).* =+$$" build/$(1).log; \
 	if [ $$rc != 0 ]; then tail -n 60 build/$(1).log; fi; exit $$rc
-lane-other-pythons:
+lane-pythons-colab:
 	@$(call lane_stage,python3.12,$(MAKE) --no-print-directory test-python V=3.12)
 	@$(call lane_stage,python3.13,$(MAKE) --no-print-directory test-python V=3.13)
-lane-docker-colab:
-	@$(call lane_stage,docker,tests/docker/run.sh ci)
 	@$(call lane_stage,colab,$(MAKE) --no-print-directory test-colab)
+lane-docker:
+	@$(call lane_stage,docker,tests/docker/run.sh ci)
 
 # Another Python: its own .venv-3.X with what `make install-dev` puts in .venv, JupyterLab as
 # `make lab` starts it, and a chapter executed and graded as in `make test` (CHAPTERS="..." picks

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from scalelab import course
-from scalelab.processes import programs
+from scalelab.processes import children, programs
 
 
 def doubled_as_numpy(x):
@@ -140,3 +140,15 @@ def test_a_process_is_alive_until_it_is_reaped_whoever_owns_it():
     assert pids.alive(os.getpid()) and pids.alive(1)
     child.wait()
     assert not pids.alive(child.pid)
+
+
+def test_a_log_tail_is_led_by_the_last_error_line_a_long_usage_text_pushed_out():
+    usage = [f"  --flag{i}=0" for i in range(15)]  # within the 5 x 5 lines searched
+    log = "\n".join(["starting", "ERROR: --bogus is not a flag", "usage: serve [flags]", *usage])
+    assert children.tail(log, 5).splitlines() == [
+        "ERROR: --bogus is not a flag",
+        "...",
+        *usage[-3:],
+    ]
+    python = "\n".join(["Traceback (most recent call last):", "ValueError: bad", *usage])
+    assert children.tail(python, 5).splitlines()[0] == "ValueError: bad"

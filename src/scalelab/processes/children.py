@@ -24,7 +24,8 @@ from typing import Self
 from . import forkserver
 
 TAIL_LINES = 12
-_ERROR_LINE = re.compile(r"(?:\w+\.)*\w*(?:Error|Exception|Exit|Interrupt)\b")
+# A Python exception's line, or a command line's `ERROR: ...` (TF Serving's, the stand-in's)
+_ERROR_LINE = re.compile(r"(?:\w+\.)*\w*(?:Error|Exception|Exit|Interrupt)\b|ERROR: ")
 
 
 _DIE_WITH_PARENT = (
@@ -34,7 +35,7 @@ _DIE_WITH_PARENT = (
 
 
 def tail(text: str, lines: int = TAIL_LINES) -> str:
-    """The last lines of a log, led by the last Python error line if it is a little earlier."""
+    """The last lines of a log, led by the last error line if it is a little earlier."""
     kept = [line[:300] for line in text.splitlines() if line.strip()]
     last = kept[-lines:]
     error = next((line for line in reversed(kept[-5 * lines :]) if _ERROR_LINE.match(line)), None)

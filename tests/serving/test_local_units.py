@@ -43,7 +43,7 @@ def test_flags_take_name_equals_value_and_bare_booleans():
     assert flags["rest_api_port"] == 0 and flags["file_system_poll_wait_seconds"] == 1
 
 
-@pytest.mark.parametrize("flag", ["--grpc_socket_path=/tmp/s", "--monitoring_config_file=m.txt"])
+@pytest.mark.parametrize("flag", ["--grpc_socket_path=/tmp/s", "--ssl_config_file=s.txt"])
 def test_tf_serving_flags_the_local_server_lacks_are_refused_by_name(flag):
     name = flag.split("=")[0]
     with pytest.raises(model_server.FlagError, match=f"{name} is a tensorflow_model_server flag"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import NoReturn
@@ -18,6 +19,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from . import monitoring
 from .manager import ModelManager
 from .servable import DEFAULT_SIGNATURE
 from .status import ServingError, invalid
@@ -69,7 +71,8 @@ class PredictionService(_Service, prediction_service_pb2_grpc.PredictionServiceS
         self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
     ) -> predict_pb2.PredictResponse:
         """Run a signature on TensorProto inputs; answer typed-field TensorProto outputs."""
-        with _answering(context):
+        started, name = time.perf_counter(), request.model_spec.name
+        try:
             servable = self._manager.servable(request.model_spec)
             outputs = servable.predict(
                 request.model_spec.signature_name,
@@ -77,6 +80,13 @@ class PredictionService(_Service, prediction_service_pb2_grpc.PredictionServiceS
                 list(request.output_filter),
                 convert=proto_to_array,
             )
+        except ServingError as error:
+            monitoring.request_count.increment(name, error.code.name)
+            _abort(context, error)
+        monitoring.request_latency.add(
+            (time.perf_counter() - started) * 1e6, name, "Predict", "GRPC"
+        )
+        monitoring.request_count.increment(name, grpc.StatusCode.OK.name)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version

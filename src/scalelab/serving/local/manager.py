@@ -15,6 +15,7 @@ from grpc import StatusCode
 from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from . import monitoring
 from .batching import BatchingParameters
 from .servable import Servable
 from .status import ServingError, from_op_error, invalid
@@ -284,7 +285,15 @@ class ModelManager:
             log.info(f"Loading servable version {servable_id(name, version)}")
             log.info(f"Reading SavedModel from: {path}")
             try:
-                servable = Servable(name, version, path, self.options.batching)
+                started = time.perf_counter()
+                try:
+                    servable = Servable(name, version, path, self.options.batching)
+                except Exception:
+                    monitoring.load_attempt_count.increment(str(path), "fail")
+                    raise
+                monitoring.load_attempt_count.increment(str(path), "success")
+                micros = int((time.perf_counter() - started) * 1e6)
+                monitoring.load_latency.increment(str(path), by=micros)
                 if self.options.enable_model_warmup:  # before AVAILABLE, as in TF Serving
                     try:
                         run_warmup(servable, self.options.warmup_iterations)

@@ -22,6 +22,7 @@ from scalelab.processes.children import native_stderr_silenced
 
 from . import PARENT_PID_ENV
 from .batching import BatchingParameters, parse_batching_parameters
+from .monitoring import prometheus_path
 from .status import ServingError, invalid
 
 log = logging.getLogger("scalelab.serving")
@@ -37,6 +38,7 @@ FLAGS: dict[str, tuple[type, Any]] = {
     "file_system_poll_wait_seconds": (int, 1),
     "enable_batching": (bool, False),
     "batching_parameters_file": (str, ""),
+    "monitoring_config_file": (str, ""),
     "allow_version_labels_for_unavailable_models": (bool, False),
     "max_num_load_retries": (int, 5),
     "load_retry_interval_micros": (int, 60_000_000),
@@ -63,7 +65,6 @@ UNSUPPORTED = frozenset(
         "saved_model_tags",
         "grpc_channel_arguments",
         "grpc_max_threads",
-        "monitoring_config_file",
         "prefer_tflite_model",
         "num_tflite_pools",
         "num_tflite_interpreters_per_pool",
@@ -170,6 +171,18 @@ def _batching(flags: dict[str, Any]) -> BatchingParameters | None:
         raise ServingError(StatusCode.NOT_FOUND, f"{path}; {error.strerror}") from None
 
 
+def _metrics_path(flags: dict[str, Any]) -> str | None:
+    """Where the REST port exports Prometheus metrics, if --monitoring_config_file enables it
+    (TF Serving reads the file only when it serves REST, on a port other than gRPC's)."""
+    path = flags["monitoring_config_file"]
+    if not path or not flags["rest_api_port"] or flags["rest_api_port"] == flags["port"]:
+        return None
+    try:
+        return prometheus_path(Path(path).read_text())
+    except OSError as error:
+        raise ServingError(StatusCode.NOT_FOUND, f"{path}; {error.strerror}") from None
+
+
 def _start(
     flags: dict[str, Any], stop: threading.Event, cleanup: list[Callable[[], object]]
 ) -> None:
@@ -185,6 +198,7 @@ def _start(
         )
     config = _model_config(flags)
     batching = _batching(flags)
+    metrics_path = _metrics_path(flags)
     with native_stderr_silenced():
         from .grpc import serve_grpc
         from .manager import ManagerOptions, ModelManager
@@ -220,7 +234,9 @@ def _start(
         )
     elif rest_port:
         try:
-            http_server = serve_rest(manager, host, rest_port, flags["rest_api_timeout_in_ms"])
+            http_server = serve_rest(
+                manager, host, rest_port, flags["rest_api_timeout_in_ms"], metrics_path
+            )
         except OSError as error:
             raise ServingError(
                 StatusCode.UNAVAILABLE,

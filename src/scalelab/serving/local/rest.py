@@ -8,6 +8,7 @@ import json
 import os
 import re
 import socket
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -21,7 +22,7 @@ from grpc import StatusCode
 from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 
 from ...gcpause import collector_paused
-from . import rapidjson
+from . import monitoring, rapidjson
 from .manager import ModelManager
 from .servable import DEFAULT_SIGNATURE
 from .status import HTTP_STATUS, ServingError, invalid
@@ -111,19 +112,29 @@ class RestApi:
         self._pool = ThreadPoolExecutor(max_workers=4 * (os.cpu_count() or 1))
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
-        """Answer one /v1 request; errors become {"error": ...} with TF Serving's HTTP codes."""
+        """Answer one /v1 request; errors become {"error": ...} with TF Serving's HTTP codes.
+        Counted in the request metrics as TF Serving counts it: by model and status, and its
+        latency when it succeeded, by model and verb (lower case, empty for GETs)."""
+        started = time.perf_counter()
+        pattern = {"POST": _PREDICT, "GET": _STATUS}.get(method)
+        match = pattern.fullmatch(path) if pattern else None
+        name = unquote(match.group(1) or "") if match else ""
+        verb = match.group(4).lower() if match and method == "POST" else ""
         try:
-            return 200, self._dispatch(method, path, body).encode()
+            answer = 200, self._dispatch(method, match, path, body).encode()
         except ServingError as error:
+            monitoring.request_count.increment(name, error.code.name)
             return HTTP_STATUS[error.code], json.dumps({"error": error.message}).encode()
+        micros = (time.perf_counter() - started) * 1e6
+        monitoring.request_latency.add(micros, name, verb, "REST")
+        monitoring.request_count.increment(name, StatusCode.OK.name)
+        return answer
 
     def close(self) -> None:
         """Stop the prediction threads."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _dispatch(self, method: str, path: str, body: bytes) -> str:
-        pattern = {"POST": _PREDICT, "GET": _STATUS}.get(method)
-        match = pattern.fullmatch(path) if pattern else None
+    def _dispatch(self, method: str, match: re.Match[str] | None, path: str, body: bytes) -> str:
         if match is None:
             raise invalid(f"Malformed request: {method} {path}")
         name, version, label, verb = match.groups()
@@ -239,7 +250,14 @@ class _Handler(BaseHTTPRequestHandler):
             except (OSError, EOFError, zlib.error):
                 body = b""  # TF Serving gets no body either, and answers a JSON parse error
         path = self.path.split("?", 1)[0]
-        if not _V1.fullmatch(path):
+        metrics = self.server.metrics_path
+        if metrics is not None and path == metrics:  # any method, as TF Serving's handler
+            kind = "text/plain"
+            if self.path == metrics:
+                status, payload = 200, monitoring.prometheus_text().encode()
+            else:
+                status, payload = 400, f"Unexpected path: {self.path}. Should be {metrics}".encode()
+        elif not _V1.fullmatch(path):
             status, kind, payload = 404, "text/html", _NOT_FOUND_HTML
         elif self.command == "OPTIONS":  # CORS preflight
             ok = re.match(r"https?://", self.headers.get("Origin", ""))
@@ -265,11 +283,18 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], api: RestApi) -> None:
-        self.api = api
+    def __init__(self, address: tuple[str, int], api: RestApi, metrics_path: str | None) -> None:
+        self.api, self.metrics_path = api, metrics_path
         super().__init__(address, _Handler)
 
 
-def serve_rest(manager: ModelManager, host: str, port: int, timeout_in_ms: int) -> _Server:
-    """Bind the REST port (raises OSError when taken); call serve_forever() in a thread."""
-    return _Server((host, port), RestApi(manager, timeout_in_ms))
+def serve_rest(
+    manager: ModelManager,
+    host: str,
+    port: int,
+    timeout_in_ms: int,
+    metrics_path: str | None = None,
+) -> _Server:
+    """Bind the REST port (raises OSError when taken); call serve_forever() in a thread. With
+    `metrics_path`, the port also answers Prometheus's scrapes there."""
+    return _Server((host, port), RestApi(manager, timeout_in_ms), metrics_path)

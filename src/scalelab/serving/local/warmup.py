@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 from grpc import StatusCode
 from tensorflow_serving.apis import prediction_log_pb2
 
+from . import monitoring
 from .servable import Servable
 from .status import ServingError, from_op_error, invalid
 from .tensors import proto_to_array
@@ -76,6 +77,25 @@ def run_warmup(servable: Servable, iterations: int = 1) -> int:
         f"Starting to read warmup data for model at {path} with model-warmup-options "
         f"num_request_iterations {{ value: {iterations} }}"
     )
+    started = time.perf_counter()
+    try:
+        read = _run_records(servable, path, iterations)
+    except ServingError as error:
+        _record(servable, started, 0, str(error))
+        raise
+    _record(servable, started, read, "OK")
+    return read
+
+
+def _record(servable: Servable, started: float, records: int, status: str) -> None:
+    """The warm-up's metrics, by version path and status (absl's "OK" or "CODE: message")."""
+    micros = (time.perf_counter() - started) * 1e6
+    monitoring.model_warmup_latency.add(micros, str(servable.path), status)
+    monitoring.model_warmup_records_read.increment(str(servable.path), status, by=records)
+
+
+def _run_records(servable: Servable, path: Path, iterations: int) -> int:
+    """Run every record of the warm-up file; the number of records read."""
     started = time.perf_counter()
     records = _records(path)
     if isinstance(records, ServingError):

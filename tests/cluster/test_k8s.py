@@ -1,4 +1,5 @@
-"""The Kubernetes examples: every pod builds the TF_CONFIG make_tf_config gives for its task."""
+"""The Kubernetes examples: every document is valid for Kubernetes (its own schemas, offline),
+and every pod builds the TF_CONFIG make_tf_config gives for its task."""
 
 from __future__ import annotations
 
@@ -13,6 +14,36 @@ from scalelab.processes.cluster import make_tf_config
 yaml = pytest.importorskip("yaml")
 
 MANIFESTS = sorted((Path(__file__).resolve().parents[2] / "k8s").glob("*.yaml"))
+KUBERNETES = "1.35.0"  # the release whose API the manifests are written for
+
+
+def schema_errors(document: dict) -> str | None:
+    """Why Kubernetes' schema for the document's kind refuses it (unknown fields too), or None."""
+    import kubernetes_validate
+
+    try:
+        kubernetes_validate.validate(document, KUBERNETES, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        return f"{document['kind']} {document['metadata']['name']}: {error.message}"
+    return None
+
+
+@pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda path: path.name)
+def test_every_document_is_valid_for_kubernetes_unknown_fields_included(manifest):
+    documents = list(yaml.safe_load_all(manifest.read_text()))
+    errors = [error for document in documents if (error := schema_errors(document))]
+    assert not errors, errors
+
+
+def test_the_schema_check_refuses_a_misspelled_field_and_a_wrong_type():
+    job = next(d for d in yaml.safe_load_all(MANIFESTS[0].read_text()) if d["kind"] == "Job")
+    assert schema_errors(job) is None
+    misspelled = json.loads(json.dumps(job))
+    misspelled["spec"]["template"]["spec"]["restartPolicyy"] = "OnFailure"
+    assert "'restartPolicyy' was unexpected" in str(schema_errors(misspelled))
+    quoted = json.loads(json.dumps(job))
+    quoted["spec"]["completions"] = "2"
+    assert "is not of type 'integer'" in str(schema_errors(quoted))
 
 
 def pods(workload: dict) -> list[tuple[str, dict[str, str]]]:

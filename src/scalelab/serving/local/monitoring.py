@@ -45,10 +45,9 @@ def _quoted(value: str) -> str:
 class _Metric:
     """A metric family: its slash name, label names and one cell per label values."""
 
-    kind = ""
-
     def __init__(self, name: str, labels: Sequence[str], registered: bool) -> None:
         self.name, self.labels = name, tuple(labels)
+        self.exported = re.sub(r"[^a-zA-Z0-9_]", ":", name)  # /a/b_c -> :a:b_c
         self._lock = threading.Lock()
         if registered:  # exported by prometheus_text()
             _REGISTRY[name] = self
@@ -60,12 +59,11 @@ class _Metric:
 
     def _prefix(self, suffix: str, values: tuple[str, ...]) -> str:
         """`:the:name<suffix>{label="value",...` without the closing brace."""
-        exported = re.sub(r"[^a-zA-Z0-9_]", ":", self.name)
         pairs = [
             f"{re.sub(r'[^a-zA-Z0-9]', '_', label)}={_quoted(value)}"
             for label, value in zip(self.labels, values, strict=True)
         ]
-        return f"{exported}{suffix}{{" + ",".join(pairs)
+        return f"{self.exported}{suffix}{{" + ",".join(pairs)
 
     def lines(self) -> list[str]:
         """This family's lines of the Prometheus text."""
@@ -74,8 +72,6 @@ class _Metric:
 
 class Counter(_Metric):
     """A cumulative integer count per label values (tensorflow::monitoring::Counter)."""
-
-    kind = "counter"
 
     def __init__(self, name: str, *labels: str, registered: bool = True) -> None:
         super().__init__(name, labels, registered)
@@ -89,18 +85,15 @@ class Counter(_Metric):
 
     def lines(self) -> list[str]:
         """`# TYPE` and one `name{labels} count` line per cell, sorted by label values."""
-        exported = re.sub(r"[^a-zA-Z0-9_]", ":", self.name)
         with self._lock:
             cells = sorted(self._cells.items())
-        return [f"# TYPE {exported} counter"] + [
+        return [f"# TYPE {self.exported} counter"] + [
             f"{self._prefix('', values)}}} {count}" for values, count in cells
         ]
 
 
 class Sampler(_Metric):
     """A histogram per label values (tensorflow::monitoring::Sampler)."""
-
-    kind = "histogram"
 
     def __init__(
         self, name: str, limits: tuple[float, ...], *labels: str, registered: bool = True
@@ -121,8 +114,7 @@ class Sampler(_Metric):
     def lines(self) -> list[str]:
         """`# TYPE`, then per cell: cumulative `_bucket` lines (the last `le="+Inf"`), `_sum`,
         `_count`."""
-        exported = re.sub(r"[^a-zA-Z0-9_]", ":", self.name)
-        out = [f"# TYPE {exported} histogram"]
+        out = [f"# TYPE {self.exported} histogram"]
         with self._lock:
             cells = sorted(
                 (key, (list(counts), total)) for key, (counts, total) in self._cells.items()

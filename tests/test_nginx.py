@@ -1,0 +1,150 @@
+"""nginx in front of two model-server replicas (scalelab.processes.nginx): REST and gRPC calls
+spread over both, counted by each replica's own Prometheus metrics, until a reload leaves one; a
+refused configuration says why; nothing is left running."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import psutil
+import pytest
+import requests
+
+from scalelab import serving
+from scalelab.processes import children, nginx
+
+REQUESTS = 20
+OK_COUNT = ':tensorflow:serving:request_count{model_name="hpt",status="OK"}'
+
+
+def ensure_nginx() -> None:
+    """Install Debian's nginx if it is missing (root only), or skip saying how to get it."""
+    try:
+        nginx.binary()
+        return
+    except nginx.NginxError as missing:
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            pytest.skip(str(missing))
+    env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-qq", "nginx"]
+    if subprocess.run(install, env=env, capture_output=True, timeout=900).returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, timeout=900)
+        subprocess.run(install, env=env, check=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[serving.Server]]:
+    """Two stand-in servers watching one base path, each exporting its Prometheus metrics."""
+    ensure_nginx()
+    import tensorflow as tf
+
+    folder = tmp_path_factory.mktemp("replicas")
+
+    class HalfPlusTwo(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32)])
+        def serve(self, x):
+            return {"y": x * 0.5 + 2.0}
+
+    model = HalfPlusTwo()
+    tf.saved_model.save(
+        model, str(folder / "hpt" / "1"), signatures={"serving_default": model.serve}
+    )
+    config = folder / "monitoring.config"
+    config.write_text("prometheus_config { enable: true }\n")
+    flags = [f"--monitoring_config_file={config}"]
+    with (
+        serving.start(folder / "hpt", backend="local", extra_flags=flags) as first,
+        serving.start(folder / "hpt", backend="local", extra_flags=flags) as second,
+    ):
+        yield [first, second]
+
+
+def served(replicas: list[serving.Server]) -> list[float]:
+    """Each replica's count of requests answered OK, from its own metrics."""
+    counts = []
+    for server in replicas:
+        text = requests.get(f"{server.rest_url}/monitoring/prometheus/metrics", timeout=10).text
+        lines = [line for line in text.splitlines() if line.startswith(OK_COUNT)]
+        counts.append(float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0)
+    return counts
+
+
+def proxy_block(replicas: list[serving.Server], rest_port: int, grpc_port: int) -> str:
+    """REST through proxy_pass, gRPC through grpc_pass, each over both replicas in turn."""
+    rest = "".join(f"server {s.rest_url.removeprefix('http://')}; " for s in replicas)
+    grpc_servers = "".join(f"server {s.grpc_target}; " for s in replicas)
+    return f"""
+    upstream rest {{ {rest}}}
+    upstream grpc_replicas {{ {grpc_servers}}}
+    server {{ listen 127.0.0.1:{rest_port}; location / {{ proxy_pass http://rest; }} }}
+    server {{
+        listen 127.0.0.1:{grpc_port} http2;
+        location / {{ grpc_pass grpc://grpc_replicas; }}
+    }}
+"""
+
+
+def only_first_answers(replicas: list[serving.Server], rest_port: int) -> bool:
+    """Whether four new connections through nginx all reached the first replica."""
+    before = served(replicas)
+    for _ in range(4):
+        requests.post(
+            f"http://127.0.0.1:{rest_port}/v1/models/hpt:predict",
+            json={"instances": [[1.0]]},
+            headers={"Connection": "close"},
+            timeout=10,
+        ).raise_for_status()
+    after = served(replicas)
+    return after[0] - before[0] == 4 and after[1] == before[1]
+
+
+def test_rest_and_grpc_calls_through_nginx_reach_both_replicas_in_turn_until_a_reload(replicas):
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    rest_port, grpc_port = children.free_ports(2)
+    with nginx.start(proxy_block(replicas, rest_port, grpc_port)) as proxy:
+        before = served(replicas)
+        with requests.Session() as http:  # one keep-alive connection to nginx
+            for x in range(REQUESTS):
+                answer = http.post(
+                    f"http://127.0.0.1:{rest_port}/v1/models/hpt:predict",
+                    json={"instances": [[float(x)]]},
+                    timeout=10,
+                )
+                assert answer.json() == {"predictions": [[x * 0.5 + 2.0]]}
+        after_rest = served(replicas)
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:  # one HTTP/2 connection
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            call = predict_pb2.PredictRequest()
+            call.model_spec.name = "hpt"
+            call.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([[1.0]], np.float32)))
+            for _ in range(REQUESTS):
+                assert stub.Predict(call, timeout=10).outputs["y"].float_val == [2.5]
+        after_grpc = served(replicas)
+        proxy.reload(proxy_block(replicas[:1], rest_port, grpc_port))  # the second one leaves
+        deadline = time.monotonic() + 20
+        while not only_first_answers(replicas, rest_port):
+            assert time.monotonic() < deadline, "nginx kept sending requests to the second replica"
+        pids = [p.pid for p in psutil.Process(proxy.process.process.pid).children(recursive=True)]
+    by_rest = [a - b for a, b in zip(after_rest, before, strict=True)]
+    by_grpc = [a - b for a, b in zip(after_grpc, after_rest, strict=True)]
+    assert sum(by_rest) == REQUESTS and min(by_rest) >= REQUESTS / 4, by_rest
+    assert sum(by_grpc) == REQUESTS and min(by_grpc) >= REQUESTS / 4, by_grpc
+    assert pids and not [pid for pid in pids if psutil.pid_exists(pid)], "nginx workers left"
+    assert not Path(proxy.folder).exists()
+
+
+def test_a_configuration_nginx_refuses_is_an_error_that_quotes_nginx(tmp_path: Path):
+    ensure_nginx()
+    with pytest.raises(nginx.NginxError, match=r"unknown directive \"proxy_pas\""):
+        nginx.start("server { listen 127.0.0.1:1; location / { proxy_pas http://x; } }")
+    with pytest.raises(nginx.NginxError, match="no `listen` directive"):
+        nginx.start("upstream rest { server 127.0.0.1:1; }")

@@ -1,6 +1,7 @@
 """nginx in front of two model-server replicas (scalelab.processes.nginx): REST and gRPC calls
 spread over both, counted by each replica's own Prometheus metrics, until a reload leaves one; a
-refused configuration says why; nothing is left running."""
+refused configuration says why; nothing is left running. And without a proxy: a gRPC channel
+over both replicas' addresses sends every call to one of them unless it balances itself."""
 
 from __future__ import annotations
 
@@ -148,3 +149,29 @@ def test_a_configuration_nginx_refuses_is_an_error_that_quotes_nginx(tmp_path: P
         nginx.start("server { listen 127.0.0.1:1; location / { proxy_pas http://x; } }")
     with pytest.raises(nginx.NginxError, match="no `listen` directive"):
         nginx.start("upstream rest { server 127.0.0.1:1; }")
+
+
+def grpc_calls(target: str, options: list[tuple[str, str]], calls: int) -> None:
+    """`calls` Predict calls over one channel to `target`."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    call = predict_pb2.PredictRequest()
+    call.model_spec.name = "hpt"
+    call.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([[1.0]], np.float32)))
+    with grpc.insecure_channel(target, options=options) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        for _ in range(calls):
+            stub.Predict(call, timeout=10)
+
+
+def test_a_grpc_channel_over_both_addresses_uses_one_unless_it_balances_round_robin(replicas):
+    target = "ipv4:" + ",".join(server.grpc_target for server in replicas)
+    before = served(replicas)
+    grpc_calls(target, [], REQUESTS)  # gRPC's default policy, pick_first
+    first = [a - b for a, b in zip(served(replicas), before, strict=True)]
+    grpc_calls(target, [("grpc.lb_policy_name", "round_robin")], REQUESTS)
+    after = served(replicas)
+    balanced = [a - b - f for a, b, f in zip(after, before, first, strict=True)]
+    assert sorted(first) == [0, REQUESTS], first
+    assert sum(balanced) == REQUESTS and min(balanced) >= REQUESTS / 4, balanced

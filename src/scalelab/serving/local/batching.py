@@ -11,16 +11,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
-from google.protobuf import (
-    descriptor_pb2,
-    descriptor_pool,
-    message_factory,
-    text_format,
-    wrappers_pb2,
-)
+from google.protobuf import descriptor_pb2, descriptor_pool, wrappers_pb2
 from google.protobuf.message import Message
 from grpc import StatusCode
 
+from .protos import message_class, parse_text
 from .status import ServingError, invalid
 
 Tensors = dict[str, np.ndarray]
@@ -41,16 +36,9 @@ _FIELDS = (
 )
 
 
-def batching_parameters_class() -> type[Message]:
-    """The tensorflow.serving.BatchingParameters message class, built from its fields."""
-    pool = descriptor_pool.Default()
-    try:
-        return message_factory.GetMessageClass(
-            pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters")
-        )
-    except KeyError:
-        pass
-    pool.FindFileByName(wrappers_pb2.DESCRIPTOR.name)  # imported: in the default pool
+def _batching_parameters_file() -> descriptor_pb2.FileDescriptorProto:
+    """session_bundle_config.proto's BatchingParameters, from its fields."""
+    descriptor_pool.Default().FindFileByName(wrappers_pb2.DESCRIPTOR.name)  # imported: in the pool
     proto = descriptor_pb2.FileDescriptorProto(
         name="scalelab/tensorflow_serving/batching_parameters.proto",
         package="tensorflow.serving",
@@ -67,10 +55,12 @@ def batching_parameters_class() -> type[Message]:
             entry.type, entry.label = kinds.TYPE_INT64, kinds.LABEL_REPEATED
         else:
             entry.type = kinds.TYPE_BOOL
-    pool.Add(proto)
-    return message_factory.GetMessageClass(
-        pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters")
-    )
+    return proto
+
+
+def batching_parameters_class() -> type[Message]:
+    """The tensorflow.serving.BatchingParameters message class, built from its fields."""
+    return message_class("tensorflow.serving.BatchingParameters", _batching_parameters_file)
 
 
 @dataclass(frozen=True)
@@ -86,13 +76,7 @@ class BatchingParameters:
 def parse_batching_parameters(text: str) -> BatchingParameters:
     """Read a text-format BatchingParameters file (as TF Serving does, with the proto); refuse
     the fields the local server lacks by name."""
-    message = batching_parameters_class()()
-    try:
-        text_format.Parse(text, message)
-    except text_format.ParseError as error:
-        raise invalid(
-            f"Error parsing text-format tensorflow.serving.BatchingParameters: {error}"
-        ) from None
+    message = parse_text(text, batching_parameters_class()())
     values: dict[str, int] = {}
     for descriptor, value in message.ListFields():
         if descriptor.name in _SUPPORTED:

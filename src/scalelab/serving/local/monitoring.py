@@ -16,10 +16,9 @@ import re
 import threading
 from collections.abc import Sequence
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
-from google.protobuf.message import Message
+from google.protobuf import descriptor_pb2
 
-from .status import invalid
+from .protos import message_class, parse_text
 
 DEFAULT_PATH = "/monitoring/prometheus/metrics"  # PrometheusExporter::kPrometheusPath
 
@@ -169,16 +168,8 @@ def prometheus_text() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _config_class() -> type[Message]:
-    """tensorflow.serving.MonitoringConfig (monitoring_config.proto, which the
-    tensorflow-serving-api package does not ship), built from its two messages."""
-    pool = descriptor_pool.Default()
-    try:
-        return message_factory.GetMessageClass(
-            pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig")
-        )
-    except KeyError:
-        pass
+def _config_file() -> descriptor_pb2.FileDescriptorProto:
+    """monitoring_config.proto's two messages, from their fields."""
     kinds = descriptor_pb2.FieldDescriptorProto
     proto = descriptor_pb2.FileDescriptorProto(
         name="scalelab/tensorflow_serving/monitoring_config.proto",
@@ -196,22 +187,13 @@ def _config_class() -> type[Message]:
         type_name=".tensorflow.serving.PrometheusConfig",
         label=kinds.LABEL_OPTIONAL,
     )
-    pool.Add(proto)
-    return message_factory.GetMessageClass(
-        pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig")
-    )
+    return proto
 
 
 def prometheus_path(text: str) -> str | None:
     """The path a text-format MonitoringConfig exports the metrics at (its own, or the default
     when it names none); None when Prometheus is not enabled."""
-    config = _config_class()()
-    try:
-        text_format.Parse(text, config)
-    except text_format.ParseError as error:
-        raise invalid(
-            f"Error parsing text-format tensorflow.serving.MonitoringConfig: {error}"
-        ) from None
+    config = parse_text(text, message_class("tensorflow.serving.MonitoringConfig", _config_file)())
     prometheus = config.prometheus_config  # type: ignore[attr-defined]
     if not prometheus.enable:
         return None

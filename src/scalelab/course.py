@@ -46,6 +46,12 @@ SIZES: dict[str, dict[str, tuple[Any, Any]]] = {
     "04_tflite": {"epochs": (5, 20), "qat_epochs": (1, 3)},
     "05_distribution": {"epochs": (5, 10), "steps": (10, 50)},
     "06_tuning": {"trials": (3, 20), "epochs": (3, 9), "distributed_trials": (4, 20)},
+    "07_serving_at_scale": {
+        "epochs": (3, 10),
+        "rollout_seconds": (4.0, 8.0),
+        "calls": (20, 60),
+        "load_requests": (300, 2000),
+    },
 }
 
 

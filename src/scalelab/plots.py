@@ -481,3 +481,75 @@ def score_distribution(percent_by_chapter: Mapping[str, Sequence[float]]) -> Fig
     fig.suptitle("Score distribution per chapter")
     fig.tight_layout()
     return fig
+
+
+def answering_versions(runs: Mapping[str, Sequence[dict[str, Any]]]) -> Figure:
+    """One panel per run: the version each replica answered with, call by call, over time."""
+    fig, axes = plt.subplots(len(runs), 1, figsize=(9, 1.2 + 1.4 * len(runs)), squeeze=False)
+    for ax, (title, rows) in zip(axes[:, 0], runs.items(), strict=True):
+        versions = sorted({r["version"] for r in rows if r["version"] is not None})
+        replicas = sorted({r["replica"] for r in rows})
+        for version in versions:
+            points = [(r["seconds"], r["replica"]) for r in rows if r["version"] == version]
+            seconds, replica = zip(*points, strict=True)
+            ax.scatter(seconds, replica, s=10, label=f"version {version}")
+        failed = [(r["seconds"], r["replica"]) for r in rows if r["version"] is None]
+        if failed:
+            seconds, replica = zip(*failed, strict=True)
+            ax.scatter(seconds, replica, s=30, marker="x", color="red", label="failed")
+        ax.set_yticks(replicas, [f"replica {r}" for r in replicas])
+        ax.set_ylim(min(replicas) - 0.6, max(replicas) + 0.6)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3, axis="x")
+        ax.legend(loc="center right", fontsize=8)
+    axes[-1, 0].set_xlabel("seconds since the version was published")
+    fig.tight_layout()
+    return fig
+
+
+def per_replica(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str = "") -> Figure:
+    """A bar chart per column: each replica's value (rows have "replica" and the columns)."""
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 2.8), squeeze=False)
+    names = [str(row["replica"]) for row in rows]
+    for ax, column in zip(axes[0], columns, strict=True):
+        bars = ax.bar(names, [row[column] for row in rows], color="tab:blue")
+        ax.bar_label(bars, fmt="%.4g", fontsize=8)
+        ax.set(title=column, xlabel="replica")
+        ax.margins(y=0.2)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def autoscaling(
+    traffic: np.ndarray,
+    capacity: float,
+    runs: Mapping[str, Mapping[str, np.ndarray]],
+    zoom: tuple[float, float] = (18.75, 19.75),
+) -> Figure:
+    """Offered load against the ready capacity of each autoscaler run, minute by minute: the
+    whole day above, the hours in `zoom` below with the load beyond capacity shaded."""
+    fig, (day, close) = plt.subplots(2, 1, figsize=(9, 6))
+    hours = np.arange(len(traffic)) / 60
+    shown = (hours >= zoom[0]) & (hours <= zoom[1])
+    for ax, keep in ((day, slice(None)), (close, shown)):
+        ax.plot(hours[keep], traffic[keep], color="black", linewidth=1, label="offered load")
+        for label, run in runs.items():
+            ready = run["ready"][keep] * capacity
+            line = ax.step(
+                hours[keep], ready, where="post", linewidth=1.2, label=f"capacity, {label}"
+            )
+            if ax is close:
+                load = traffic[keep]
+                ax.fill_between(hours[keep], ready, load, where=load > ready, step="post",
+                                color=line[0].get_color(), alpha=0.3)  # fmt: skip
+        ax.set(ylabel="requests/s")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    day.set(
+        xlabel="hour of the day", title="Offered load and the capacity the autoscaler had ready"
+    )
+    close.set(xlabel=f"hour of the day ({zoom[0]:g} to {zoom[1]:g}); shaded: load beyond capacity")
+    fig.tight_layout()
+    return fig

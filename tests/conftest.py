@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,32 @@ LEARNER_JUPYTER_PATH = os.pathsep.join(
     p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p and p != WARM_KERNELS
 )
 os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [WARM_KERNELS, LEARNER_JUPYTER_PATH]))
+
+
+def apt_install(package: str) -> bool:
+    """Install a Debian package with apt-get, one apt at a time across test workers (a lock
+    file); False where this user cannot (not root, or no apt-get)."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return False
+    env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-qq", package]
+    with open("/tmp/scalelab-apt.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if subprocess.run(install, env=env, capture_output=True, timeout=900).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, timeout=900)
+            subprocess.run(install, env=env, check=True, timeout=900)
+    return True
+
+
+def ensure_nginx() -> None:
+    """Install Debian's nginx if it is missing (root only), or skip saying how to get it."""
+    from scalelab.processes import nginx
+
+    try:
+        nginx.binary()
+    except nginx.NginxError as missing:
+        if not apt_install("nginx"):
+            pytest.skip(str(missing))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -9,14 +9,11 @@ with requirements-dev.txt (its own browser download is impossible here and not n
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, apt_install
 from playwright.sync_api import Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from test_lab import TOKEN, VALIDATED, lab  # noqa: F401 (the fixture: JupyterLab as `make lab`)
@@ -27,15 +24,8 @@ SHOTS = REPO / "build" / "browser"
 
 def ensure_chromium() -> None:
     """Install Debian's chromium if it is missing (root only), or say how to."""
-    if CHROMIUM.exists():
-        return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
+    if not CHROMIUM.exists() and not apt_install("chromium"):
         pytest.fail(f"no {CHROMIUM}: install Debian's chromium (`sudo apt-get install chromium`)")
-    install = ["apt-get", "install", "-y", "-qq", "chromium"]
-    env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-    if subprocess.run(install, env=env, capture_output=True, timeout=900).returncode != 0:
-        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, timeout=900)
-        subprocess.run(install, env=env, check=True, timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -159,6 +159,7 @@ papermill.engines.papermill_engines.register("scalelab-variants", _GradingEngine
 def execute(chapter: str, variants: bool = True) -> tuple[dict, Path, float]:
     """Execute the chapter's solution and grade its variants (unless told not to): (results, work
     folder, seconds)."""
+    getattr(chapter_data(chapter), "BEFORE_RUN", lambda: None)()  # e.g. a tool to install
     workdir = EXECUTED / chapter
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)

@@ -5,9 +5,6 @@ over both replicas' addresses sends every call to one of them unless it balances
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,27 +14,13 @@ import numpy as np
 import psutil
 import pytest
 import requests
+from conftest import ensure_nginx
 
 from scalelab import serving
 from scalelab.processes import children, nginx
 
 REQUESTS = 20
 OK_COUNT = ':tensorflow:serving:request_count{model_name="hpt",status="OK"}'
-
-
-def ensure_nginx() -> None:
-    """Install Debian's nginx if it is missing (root only), or skip saying how to get it."""
-    try:
-        nginx.binary()
-        return
-    except nginx.NginxError as missing:
-        if os.geteuid() != 0 or not shutil.which("apt-get"):
-            pytest.skip(str(missing))
-    env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-qq", "nginx"]
-    if subprocess.run(install, env=env, capture_output=True, timeout=900).returncode != 0:
-        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, timeout=900)
-        subprocess.run(install, env=env, check=True, timeout=900)
 
 
 @pytest.fixture(scope="module")

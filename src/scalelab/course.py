@@ -50,7 +50,8 @@ SIZES: dict[str, dict[str, tuple[Any, Any]]] = {
         "epochs": (3, 10),
         "rollout_seconds": (4.0, 8.0),
         "calls": (20, 60),
-        "load_requests": (300, 2000),
+        "users": (8, 16),
+        "load_seconds": (4, 15),
     },
 }
 

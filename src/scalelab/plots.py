@@ -553,3 +553,28 @@ def autoscaling(
     close.set(xlabel=f"hour of the day ({zoom[0]:g} to {zoom[1]:g}); shaded: load beyond capacity")
     fig.tight_layout()
     return fig
+
+
+def load_runs(rows: Sequence[dict[str, Any]]) -> Figure:
+    """Load-test runs side by side: requests answered each second (left), p50 and p99 (right)."""
+    fig, (rate, tails) = plt.subplots(1, 2, figsize=(10, 3.2), width_ratios=[3, 2])
+    names = [str(row["setup"]) for row in rows]
+    for row in rows:
+        per_second = row["requests per second"]
+        rate.plot(range(len(per_second)), per_second, marker="o", label=row["setup"])
+    rate.set(xlabel="second of the run", ylabel="requests answered", title="Throughput")
+    rate.set_ylim(bottom=0)
+    rate.legend(fontsize=8)
+    rate.grid(alpha=0.3)
+    x = np.arange(len(rows))
+    for offset, column in ((-0.2, "p50 ms"), (0.2, "p99 ms")):
+        bars = tails.bar(x + offset, [row[column] for row in rows], width=0.4, label=column)
+        tails.bar_label(bars, fmt="%.3g", fontsize=8)
+    labels = [name.replace(", ", "\n").replace(" through", "\nthrough") for name in names]
+    tails.set_xticks(x, labels)
+    tails.tick_params(axis="x", labelsize=8)
+    tails.set(ylabel="ms", title="Latency")
+    tails.margins(y=0.2)
+    tails.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

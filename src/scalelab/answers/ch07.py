@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -68,6 +69,32 @@ def quantile_from_buckets(q: float, buckets: Sequence[tuple[float, float]]) -> f
     return lower
 
 
+LOCUSTFILE = '''import json
+
+from locust import HttpUser, constant, task
+
+BODY = json.loads(open("predict_body.json").read())
+
+
+class DigitsUser(HttpUser):
+    """A client that asks for one prediction after another."""
+
+    wait_time = constant(0)
+
+    @task
+    def predict(self):
+        self.client.post("/v1/models/digits:predict", json=BODY)
+'''
+
+
+def write_locustfile(path: str | Path) -> Path:
+    """Exercise 5: a locustfile whose users POST predict_body.json to the digits model with no
+    wait between requests; written to `path`."""
+    path = Path(path)
+    path.write_text(LOCUSTFILE)
+    return path
+
+
 def desired_replicas(
     current: int,
     metric: float,
@@ -76,7 +103,7 @@ def desired_replicas(
     max_replicas: int = 10,
     tolerance: float = 0.1,
 ) -> int:
-    """Exercise 5: the Horizontal Pod Autoscaler's rule: ceil(current * metric / target), unchanged
+    """Exercise 6: the Horizontal Pod Autoscaler's rule: ceil(current * metric / target), unchanged
     while the ratio is within `tolerance` of 1, kept within [min_replicas, max_replicas]."""
     ratio = metric / target
     wanted = current if abs(ratio - 1) <= tolerance else math.ceil(current * ratio)
@@ -84,7 +111,7 @@ def desired_replicas(
 
 
 def serving_container(model: str, image: str = "tensorflow/serving:2.21.0") -> dict[str, Any]:
-    """Exercise 6: a Kubernetes container serving /models/<model>, with its two ports and a
+    """Exercise 7: a Kubernetes container serving /models/<model>, with its two ports and a
     readiness probe that passes only while a version of the model is AVAILABLE."""
     return {
         "name": "serving",

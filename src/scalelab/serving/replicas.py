@@ -18,6 +18,7 @@ from .local.monitoring import DEFAULT_PATH
 from .server import Server
 
 POLL_FLAG = "--file_system_poll_wait_seconds=1"
+_PREDICTIONS = re.compile(r"^:tensorflow:serving:request_latency_count\{(.*)\} (\S+)$")
 _BUCKET = re.compile(r'^:tensorflow:serving:request_latency_bucket\{(.*),le="([^"]+)"\} (\S+)$')
 
 
@@ -56,6 +57,16 @@ def latency_buckets(
             bound = float(found[2]) / 1000  # microseconds; "+Inf" reads as inf
             counts[bound] = counts.get(bound, 0.0) + float(found[3])
     return sorted(counts.items())
+
+
+def rest_predictions(metrics_text: str, model: str = "digits") -> float:
+    """How many REST :predict requests for `model` a server answered, from its Prometheus text."""
+    labels = (f'model_name="{model}"', 'API="predict"', 'entrypoint="REST"')
+    return sum(
+        float(found[2])
+        for line in metrics_text.splitlines()
+        if (found := _PREDICTIONS.match(line)) and all(label in found[1] for label in labels)
+    )
 
 
 def predict_request(model: str, images: np.ndarray, version: int | None = None) -> Any:

@@ -52,6 +52,7 @@ SIZES: dict[str, dict[str, tuple[Any, Any]]] = {
         "calls": (20, 60),
         "users": (8, 16),
         "load_seconds": (4, 15),
+        "failure_seconds": (3, 6),
     },
 }
 

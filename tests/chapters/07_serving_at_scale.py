@@ -42,6 +42,10 @@ def check(results: dict, workdir: Path) -> None:
         "ready after 1 min",
         "ready after 5 min",
     ]
+    failures = {row["client"]: row for row in results["failure_rows"]}
+    assert set(failures) == {"round_robin, no retries", "round_robin and retries"}, failures
+    assert all(row["answered"] > 0 for row in failures.values()), failures
+    assert set(failures["round_robin, no retries"]["failed by code"]) <= {"UNAVAILABLE"}, failures
     assert results["replicas_stopped"] is True
     assert (workdir / "models" / "digits" / "0003" / "saved_model.pb").is_file()
     assert not list((workdir / "models" / "digits").glob(".incoming*")), "a staging folder left"
@@ -103,6 +107,35 @@ def _container(
 
 
 CORRECT = {
+    "ex_07_retry": {
+        "methodConfig for every method, the deprecated policy field, numbers as floats": """def retry_service_config():
+    return {
+        "loadBalancingPolicy": "round_robin",
+        "methodConfig": [
+            {
+                "name": [{"service": "tensorflow.serving.PredictionService"}],
+                "timeout": "10s",
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2.0,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
+    }
+""",
+        "built from json text, with retry throttling": """def retry_service_config():
+    return json.loads(
+        \'{"loadBalancingConfig": [{"round_robin": {}}],\'
+        \' "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1},\'
+        \' "methodConfig": [{"name": [{"service": "tensorflow.serving.PredictionService", "method": "Predict"}],\'
+        \' "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.05s", "maxBackoff": "1s",\'
+        \' "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]}\'
+    )
+""",
+    },
     "ex_07_locust": {
         "FastHttpUser, the body read in on_start, a named request": """%%writefile locustfile.py
 import json
@@ -278,6 +311,40 @@ def balanced_channel(addresses):
 }
 
 WRONG = {
+    "ex_07_retry": {
+        "INVALID_ARGUMENT retried too": """def retry_service_config():
+    return {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [{"name": [{"service": "tensorflow.serving.PredictionService"}],
+                          "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.05s", "maxBackoff": "1s",
+                                          "backoffMultiplier": 2,
+                                          "retryableStatusCodes": ["UNAVAILABLE", "INVALID_ARGUMENT"]}}],
+    }
+""",
+        "a method of another service": """def retry_service_config():
+    return {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [{"name": [{"service": "tensorflow.serving.ModelService"}],
+                          "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.05s", "maxBackoff": "1s",
+                                          "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}],
+    }
+""",
+        "one attempt in all": """def retry_service_config():
+    return {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [{"name": [{"service": "tensorflow.serving.PredictionService"}],
+                          "retryPolicy": {"maxAttempts": 1, "initialBackoff": "0.05s", "maxBackoff": "1s",
+                                          "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}],
+    }
+""",
+        "retries without round robin": """def retry_service_config():
+    return {
+        "methodConfig": [{"name": [{"service": "tensorflow.serving.PredictionService"}],
+                          "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.05s", "maxBackoff": "1s",
+                                          "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}],
+    }
+""",
+    },
     "ex_07_locust": {
         "the model's status, not a prediction": """%%writefile locustfile.py
 import json
@@ -513,4 +580,11 @@ CLAIMS = {
         30,
     ),
     "one-minute start-ups not at all": (lambda r: _minutes_over(r, "ready after 1 min"), 0, 0),
+    "With the retry policy, those same calls were sent again": (
+        lambda r: next(x for x in r["failure_rows"] if x["client"] == "round_robin and retries")[
+            "failed"
+        ],
+        0,
+        0,
+    ),
 }

@@ -30,7 +30,7 @@ def common_version(rest_urls: Sequence[str], model: str = "digits") -> int | Non
 
 
 def balanced_channel(addresses: Sequence[str]) -> Any:
-    """Exercise 2: one gRPC channel over every `host:port` in `addresses`, spreading its calls
+    """Exercise 4: one gRPC channel over every `host:port` in `addresses`, spreading its calls
     over them with gRPC's round_robin policy."""
     import grpc
 
@@ -40,7 +40,7 @@ def balanced_channel(addresses: Sequence[str]) -> Any:
 
 
 def ok_requests(metrics_text: str, model: str = "digits") -> float:
-    """Exercise 3: the requests for `model` that a replica answered OK, from its Prometheus text."""
+    """Exercise 2: the requests for `model` that a replica answered OK, from its Prometheus text."""
     total = 0.0
     for line in metrics_text.splitlines():
         if not line.startswith(OK_REQUESTS + "{"):
@@ -52,7 +52,7 @@ def ok_requests(metrics_text: str, model: str = "digits") -> float:
 
 
 def quantile_from_buckets(q: float, buckets: Sequence[tuple[float, float]]) -> float:
-    """Exercise 4: Prometheus's histogram_quantile: the q-quantile of cumulative (upper bound,
+    """Exercise 3: Prometheus's histogram_quantile: the q-quantile of cumulative (upper bound,
     count) buckets, interpolated linearly inside its bucket (the first starts at 0; a quantile in
     the +Inf bucket is the highest finite bound); nan without observations."""
     total = buckets[-1][1]
@@ -95,6 +95,26 @@ def write_locustfile(path: str | Path) -> Path:
     return path
 
 
+def retry_service_config() -> dict[str, Any]:
+    """Exercise 6: a gRPC service config that balances round robin and retries PredictionService
+    calls failing UNAVAILABLE (4 attempts in all, exponential backoff from 50 ms to 1 s)."""
+    return {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [
+            {
+                "name": [{"service": "tensorflow.serving.PredictionService"}],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
+    }
+
+
 def desired_replicas(
     current: int,
     metric: float,
@@ -103,7 +123,7 @@ def desired_replicas(
     max_replicas: int = 10,
     tolerance: float = 0.1,
 ) -> int:
-    """Exercise 6: the Horizontal Pod Autoscaler's rule: ceil(current * metric / target), unchanged
+    """Exercise 7: the Horizontal Pod Autoscaler's rule: ceil(current * metric / target), unchanged
     while the ratio is within `tolerance` of 1, kept within [min_replicas, max_replicas]."""
     ratio = metric / target
     wanted = current if abs(ratio - 1) <= tolerance else math.ceil(current * ratio)
@@ -111,7 +131,7 @@ def desired_replicas(
 
 
 def serving_container(model: str, image: str = "tensorflow/serving:2.21.0") -> dict[str, Any]:
-    """Exercise 7: a Kubernetes container serving /models/<model>, with its two ports and a
+    """Exercise 8: a Kubernetes container serving /models/<model>, with its two ports and a
     readiness probe that passes only while a version of the model is AVAILABLE."""
     return {
         "name": "serving",

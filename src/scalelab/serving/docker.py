@@ -243,6 +243,12 @@ class DockerServer(Server):
             self._final_logs = self.logs()
             self._finalizer()
 
+    def kill(self) -> None:
+        """SIGKILL the server (docker kill), then stop() it (keeping its logs)."""
+        with contextlib.suppress(Exception):  # already stopped or removed
+            self.container.kill()
+        self.stop()
+
     def logs(self) -> str:
         """The container's output so far."""
         if self._final_logs is not None:

@@ -1,11 +1,15 @@
 """The checks Chapter 7's graded tests use: a learner's readiness probe asked by a real server
-before and after its model loses its only version."""
+as its model's versions come and go; a learner's gRPC retry policy against a server that fails on
+cue."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from concurrent import futures
 from typing import Any
 
 import requests
@@ -70,3 +74,61 @@ def readiness_problems(
         return [problem for problem in problems if problem]
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def flaky_predictions(fail_with: str) -> Iterator[tuple[str, list[int]]]:
+    """A gRPC PredictionService on a free port whose Predict fails every first attempt with the
+    status `fail_with` and answers a retried attempt (gRPC marks it with the metadata
+    grpc-previous-rpc-attempts). Yields its target and the attempts each call took so far."""
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    attempts: list[int] = []
+    code = grpc.StatusCode[fail_with]
+
+    class Flaky(prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
+        def Predict(self, request: Any, context: Any) -> Any:
+            previous = dict(context.invocation_metadata()).get("grpc-previous-rpc-attempts")
+            if previous is None:
+                attempts.append(1)
+                context.abort(code, f"{fail_with} on a first attempt, on purpose")
+            attempts[-1] = int(str(previous)) + 1
+            return predict_pb2.PredictResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Flaky(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}", attempts
+    finally:
+        server.stop(grace=None)
+
+
+def retry_problems(config: Mapping[str, Any]) -> list[str]:
+    """What is wrong with a gRPC service config's retry policy for Predict: calls whose first
+    attempt fails UNAVAILABLE must succeed on a retry; INVALID_ARGUMENT must not be retried."""
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    options = [("grpc.service_config", json.dumps(config))]
+    problems = []
+    for fail_with, retried in (("UNAVAILABLE", True), ("INVALID_ARGUMENT", False)):
+        with (
+            flaky_predictions(fail_with) as (target, attempts),
+            grpc.insecure_channel(target, options=options) as channel,
+        ):
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            outcomes = []
+            for _ in range(5):
+                try:
+                    stub.Predict(predict_pb2.PredictRequest(), timeout=10)
+                    outcomes.append("OK")
+                except grpc.RpcError as error:
+                    outcomes.append(error.code().name)
+        if retried and outcomes != ["OK"] * 5:
+            problems.append(f"calls failing once with UNAVAILABLE ended {outcomes}: not retried")
+        if not retried and any(n > 1 for n in attempts):
+            problems.append(f"INVALID_ARGUMENT was retried ({attempts} attempts): a bad request")
+    return problems

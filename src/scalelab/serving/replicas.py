@@ -136,14 +136,69 @@ def calls_per_replica(
     calls: int,
     count: Callable[[str], float],
     model: str = "digits",
+    settle: float = 0.5,
 ) -> list[float]:
     """Send `calls` Predict calls over one `channel`; the calls each server answered, as
-    `count(its Prometheus text)` rose meanwhile."""
+    `count(its Prometheus text)` rose meanwhile. One call and `settle` seconds come first: a new
+    channel connects to its addresses then, and a call made before a connection is up can only
+    go to the servers already connected."""
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    before = [count(scrape(server)) for server in servers]
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     request = predict_request(model, images)
+    stub.Predict(request, timeout=10)
+    time.sleep(settle)
+    before = [count(scrape(server)) for server in servers]
     for _ in range(calls):
         stub.Predict(request, timeout=10)
     return [count(scrape(server)) - b for server, b in zip(servers, before, strict=True)]
+
+
+def kill_under_load(
+    servers: Sequence[Server],
+    options: Sequence[tuple[str, Any]],
+    images: np.ndarray,
+    seconds: float,
+    kill_at: float,
+    clients: int = 8,
+    model: str = "digits",
+) -> dict[str, Any]:
+    """`clients` threads call Predict for `seconds` over one channel to every server (`ipv4:`
+    target, channel `options`); the last server is killed after `kill_at` seconds. The calls
+    answered and failed (by status code), and each failure's time."""
+    import threading
+
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    target = "ipv4:" + ",".join(server.grpc_target for server in servers)
+    request = predict_request(model, images)
+    answered, failed, lock = [0], [], threading.Lock()
+    began = time.monotonic()
+    with grpc.insecure_channel(target, options=list(options)) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+        def client() -> None:
+            while time.monotonic() - began < seconds:
+                try:
+                    stub.Predict(request, timeout=10)
+                    with lock:
+                        answered[0] += 1
+                except grpc.RpcError as error:
+                    with lock:
+                        failed.append((time.monotonic() - began, error.code().name))
+
+        threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        time.sleep(kill_at)
+        servers[-1].kill()
+        for thread in threads:
+            thread.join(seconds + 30)
+    codes = sorted({code for _, code in failed})
+    return {
+        "answered": answered[0],
+        "failed": len(failed),
+        "failed by code": {code: sum(1 for _, c in failed if c == code) for code in codes},
+        "failure times": [round(t, 3) for t, _ in failed],
+    }

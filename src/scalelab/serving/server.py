@@ -96,6 +96,10 @@ class Server(children.Stoppable):
         """The server's exit code, or None while it runs."""
         raise NotImplementedError
 
+    def kill(self) -> None:
+        """End the server at once, as a lost machine would (no graceful shutdown)."""
+        raise NotImplementedError(f"the {self.backend} backend cannot kill its server")
+
     def __repr__(self) -> str:
         return (
             f"<{type(self).__name__} backend={self.backend} rest_url={self.rest_url} "
@@ -129,6 +133,13 @@ class ProcessServer(Server):
             self._child.stop()
             self._final_logs = self.logs()
             self._finalizer()
+
+    def kill(self) -> None:
+        """SIGKILL the process, then stop() it (keeping its logs)."""
+        if self._child.process.poll() is None:
+            self._child.process.kill()
+            self._child.process.wait()
+        self.stop()
 
     def logs(self) -> str:
         """The process's stdout and stderr so far."""

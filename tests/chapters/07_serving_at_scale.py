@@ -95,7 +95,7 @@ def _container(
     probe: str,
     ports: str = '[{"name": "grpc", "containerPort": 8500}, {"name": "http", "containerPort": 8501}]',
 ) -> str:
-    return f"""def serving_container(model, image="tensorflow/serving:2.21.0"):
+    return f"""def serving_container(model, image="tensorflow/serving:2.20.0"):
     return {{
         "name": "serving",
         "image": image,
@@ -286,7 +286,7 @@ def balanced_channel(addresses):
 """),
     },
     "ex_07_probe": {
-        "the port by its name, more probe settings, a liveness probe too": """def serving_container(model, image="tensorflow/serving:2.21.0"):
+        "the port by its name, more probe settings, a liveness probe too": """def serving_container(model, image="tensorflow/serving:2.20.0"):
     return {
         "name": "serving",
         "image": image,

@@ -130,7 +130,7 @@ def desired_replicas(
     return max(min_replicas, min(max_replicas, wanted))
 
 
-def serving_container(model: str, image: str = "tensorflow/serving:2.21.0") -> dict[str, Any]:
+def serving_container(model: str, image: str = "tensorflow/serving:2.20.0") -> dict[str, Any]:
     """Exercise 8: a Kubernetes container serving /models/<model>, with its two ports and a
     readiness probe that passes only while a version of the model is AVAILABLE."""
     return {

@@ -69,29 +69,21 @@ def quantile_from_buckets(q: float, buckets: Sequence[tuple[float, float]]) -> f
     return lower
 
 
-LOCUSTFILE = '''import json
-
-from locust import HttpUser, constant, task
-
-BODY = json.loads(open("predict_body.json").read())
-
-
-class DigitsUser(HttpUser):
-    """A client that asks for one prediction after another."""
-
-    wait_time = constant(0)
-
-    @task
-    def predict(self):
-        self.client.post("/v1/models/digits:predict", json=BODY)
-'''
-
-
 def write_locustfile(path: str | Path) -> Path:
     """Exercise 5: a locustfile whose users POST predict_body.json to the digits model with no
     wait between requests; written to `path`."""
     path = Path(path)
-    path.write_text(LOCUSTFILE)
+    path.write_text(
+        "import json\n\n"
+        "from locust import HttpUser, constant, task\n\n"
+        'BODY = json.loads(open("predict_body.json").read())\n\n\n'
+        "class DigitsUser(HttpUser):\n"
+        '    """A client that asks for one prediction after another."""\n\n'
+        "    wait_time = constant(0)\n\n"
+        "    @task\n"
+        "    def predict(self):\n"
+        '        self.client.post("/v1/models/digits:predict", json=BODY)\n'
+    )
     return path
 
 

@@ -31,10 +31,15 @@ STUB = '    raise NotImplementedError("{name} is an exercise: its reference answ
 
 
 def exercise_names(solution: Path) -> set[str]:
-    """Names of the functions students write in `solution`'s exercise cells."""
+    """Names of the functions students write in `solution`'s exercise cells; for a cell that
+    writes a file (`%%writefile locustfile.py`), its reference's name (`write_locustfile`)."""
     names = set()
     for cell in json.loads(solution.read_text())["cells"]:
         if cell["cell_type"] == "code" and cell["metadata"].get("nbgrader", {}).get("solution"):
+            written = re.match(r"%%writefile\s+(?:-a\s+)?(\S+)", "".join(cell["source"]))
+            if written:
+                names.add(f"write_{Path(written[1]).stem}")
+                continue
             source = re.sub(r"^[%!].*$", "", "".join(cell["source"]), flags=re.M)
             tree = ast.parse(source)
             names |= {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}

@@ -2,7 +2,8 @@
 # shellcheck disable=SC2317  # finish and no_container_left are called indirectly
 # `make test-docker` (tests/docker/run.sh): the serving suite through a real Docker engine
 # (docker backend, and the remote backend attached to a container), then Chapter 2 executed and
-# graded on the docker backend and in docker compose's topology, then students' notebooks graded
+# graded on the docker backend and in docker compose's topology and Chapter 7's replicas as
+# containers, then students' notebooks graded
 # in the Docker sandbox (the stand-in image holds the library, not the answers).
 # `make test`'s Docker stage (tests/docker/run.sh ci): only the tests marked docker, of the serving
 # suite (docker backend) and of the sandbox; skipped, saying why, without root or dockerd.
@@ -64,7 +65,7 @@ if [[ $MODE == ci ]]; then
         --ignore=tests/serving/test_loading.py --ignore=tests/serving/test_warmup.py || status=1
 else
     stage "serving suite (local, remote, docker)" "${PYTEST[@]}" -n 2 tests/serving || status=1
-    stage "chapter 2 on docker and remote" "${PYTEST[@]}" tests/test_chapter2_backends.py ||
+    stage "chapters 2 and 7 on docker, 2 on remote" "${PYTEST[@]}" tests/test_chapter_backends.py ||
         status=1
     stage "grading in the Docker sandbox" "${PYTEST[@]}" tests/grading/test_sandbox.py ||
         status=1

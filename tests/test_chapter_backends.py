@@ -1,6 +1,7 @@
-"""Chapter 2 on the real-server paths: the docker backend, and the remote backend in docker
-compose's topology (a TF Serving container and a lab sharing the notebooks folder at the same
-path, no Docker engine inside the lab). `make test-docker` runs these; they skip without an engine.
+"""Chapters on the real-server paths: Chapter 2 on the docker backend and on the remote backend in
+docker compose's topology (a TF Serving container and a lab sharing the notebooks folder at the
+same path, no Docker engine inside the lab), Chapter 7's replicas as containers (killed with
+`docker kill`). `make test-docker` runs these; they skip without an engine.
 """
 
 from __future__ import annotations
@@ -73,12 +74,12 @@ def backends_used(notebook: Path) -> Counter:
     return Counter(re.findall(r"scalelab\.serving: using the (\w+) backend", text))
 
 
-def run_and_grade(workdir: Path, record_property) -> Counter:
+def run_and_grade(workdir: Path, record_property, chapter: str = CHAPTER) -> Counter:
     """Execute the solution in fast mode (checked like CI's run), then the nbgrader round trip."""
-    executed = workdir / "executed" / f"{CHAPTER}.ipynb"
+    executed = workdir / "executed" / f"{chapter}.ipynb"
     executed.parent.mkdir(parents=True)
     papermill.execute_notebook(
-        REPO / "solutions" / CHAPTER / f"{CHAPTER}.ipynb",
+        REPO / "solutions" / chapter / f"{chapter}.ipynb",
         executed,
         parameters={"FAST": True},
         cwd=executed.parent,
@@ -86,12 +87,12 @@ def run_and_grade(workdir: Path, record_property) -> Counter:
         progress_bar=False,
     )
     results = json.loads((executed.parent / "results.json").read_text())
-    chapter_data(CHAPTER).check(results, executed.parent)
-    scores = grading.roundtrip(REPO, CHAPTER, workdir / "grading")
+    chapter_data(chapter).check(results, executed.parent)
+    scores = grading.roundtrip(REPO, chapter, workdir / "grading")
     for case, score in sorted(scores.items()):
         record_property(
             "summary",
-            f"{CHAPTER} on {os.environ.get('SCALELAB_SERVING_BACKEND', 'remote')}, {case}: {score}",
+            f"{chapter} on {os.environ.get('SCALELAB_SERVING_BACKEND', 'remote')}, {case}: {score}",
         )
     assert scores["solution"].points == scores["solution"].max_points > 0
     assert scores["untouched"].points == 0
@@ -103,6 +104,16 @@ def test_chapter_2_runs_and_grades_full_marks_on_the_docker_backend(
 ):
     monkeypatch.setenv("SCALELAB_SERVING_BACKEND", "docker")
     used = run_and_grade(tmp_path, record_property)
+    assert set(used) == {"docker"}, used
+    assert docker_containers_of(os.getpid()) == []
+
+
+def test_chapter_7_replicas_run_and_grade_full_marks_as_docker_containers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, record_property
+):
+    chapter_data("07_serving_at_scale").BEFORE_RUN()  # nginx, as where CI runs the chapter
+    monkeypatch.setenv("SCALELAB_SERVING_BACKEND", "docker")
+    used = run_and_grade(tmp_path, record_property, "07_serving_at_scale")
     assert set(used) == {"docker"}, used
     assert docker_containers_of(os.getpid()) == []
 

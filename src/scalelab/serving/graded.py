@@ -23,6 +23,7 @@ from scalelab.processes.children import free_ports
 
 from . import argv as docker_argv
 from . import docker, shared, start
+from .replicas import predict_request
 from .server import Server
 
 POLL = ["--file_system_poll_wait_seconds=1"]
@@ -238,15 +239,12 @@ def parse_model_config(text: str) -> Any:
 def _label_versions(target: str, labels: Sequence[str], images: Any) -> dict[str, object]:
     """The version answering each label over gRPC (or the error's code name)."""
     import grpc
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     answered: dict[str, object] = {}
     with grpc.insecure_channel(target) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = "digits"
-        request.inputs["images"].CopyFrom(tf.make_tensor_proto(images))
+        request = predict_request("digits", images)
         for label in labels:
             request.model_spec.version_label = label
             try:

@@ -17,10 +17,11 @@ import requests
 from conftest import ensure_nginx
 
 from scalelab import serving
+from scalelab.answers.ch07 import ok_requests
 from scalelab.processes import children, nginx
+from scalelab.serving import replicas as replicas_module
 
 REQUESTS = 20
-OK_COUNT = ':tensorflow:serving:request_count{model_name="hpt",status="OK"}'
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +41,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[serving.
     tf.saved_model.save(
         model, str(folder / "hpt" / "1"), signatures={"serving_default": model.serve}
     )
-    config = folder / "monitoring.config"
-    config.write_text("prometheus_config { enable: true }\n")
-    flags = [f"--monitoring_config_file={config}"]
+    flags = replicas_module.monitoring_flags(folder)
     with (
         serving.start(folder / "hpt", backend="local", extra_flags=flags) as first,
         serving.start(folder / "hpt", backend="local", extra_flags=flags) as second,
@@ -52,12 +51,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[serving.
 
 def served(replicas: list[serving.Server]) -> list[float]:
     """Each replica's count of requests answered OK, from its own metrics."""
-    counts = []
-    for server in replicas:
-        text = requests.get(f"{server.rest_url}/monitoring/prometheus/metrics", timeout=10).text
-        lines = [line for line in text.splitlines() if line.startswith(OK_COUNT)]
-        counts.append(float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0)
-    return counts
+    return [ok_requests(replicas_module.scrape(server), "hpt") for server in replicas]
 
 
 def proxy_block(replicas: list[serving.Server], rest_port: int, grpc_port: int) -> str:

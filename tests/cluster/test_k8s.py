@@ -1,8 +1,11 @@
-"""The Kubernetes examples: every document is valid for Kubernetes (its own schemas, offline),
-and every pod of a training cluster builds the TF_CONFIG make_tf_config gives for its task."""
+"""The Kubernetes examples: every document is valid for Kubernetes (its own schemas, offline;
+KServe's InferenceService against KServe's schema), and every pod of a training cluster builds
+the TF_CONFIG make_tf_config gives for its task."""
 
 from __future__ import annotations
 
+import functools
+import gzip
 import json
 import subprocess
 from pathlib import Path
@@ -13,18 +16,46 @@ from scalelab.processes.cluster import make_tf_config
 
 yaml = pytest.importorskip("yaml")
 
-MANIFESTS = sorted((Path(__file__).resolve().parents[2] / "k8s").glob("*.yaml"))
+K8S = Path(__file__).resolve().parents[2] / "k8s"
+MANIFESTS = sorted(K8S.glob("*.yaml"))
 KUBERNETES = "1.35.0"  # the release whose API the manifests are written for
+# The openAPIV3Schema of KServe's InferenceService CRD (serving.kserve.io/v1beta1), from
+# config/crd/full/serving.kserve.io_inferenceservices.yaml of github.com/kserve/kserve at v0.20.0
+# (Apache-2.0), as compact JSON, gzipped: Kubernetes validates custom resources with it.
+KSERVE = Path(__file__).parent / "schemas" / "kserve-inferenceservice-v1beta1.json.gz"
+
+
+def closed(schema: dict) -> dict:
+    """The schema with unknown fields refused wherever it lists the fields (as kubectl's strict
+    field validation does; the API server would drop them silently)."""
+    if isinstance(schema, dict):
+        schema = {key: closed(value) for key, value in schema.items()}
+        if "properties" in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            schema.setdefault("additionalProperties", False)
+    elif isinstance(schema, list):
+        schema = [closed(value) for value in schema]
+    return schema
+
+
+@functools.cache
+def inference_service_validator():
+    import jsonschema
+
+    return jsonschema.Draft7Validator(closed(json.loads(gzip.decompress(KSERVE.read_bytes()))))
 
 
 def schema_errors(document: dict) -> str | None:
-    """Why Kubernetes' schema for the document's kind refuses it (unknown fields too), or None."""
+    """Why the schema for the document's kind refuses it (unknown fields too), or None."""
     import kubernetes_validate
 
+    where = f"{document['kind']} {document['metadata']['name']}"
+    if document["apiVersion"] == "serving.kserve.io/v1beta1":
+        error = next(inference_service_validator().iter_errors(document), None)
+        return f"{where}: {error.message} at {error.json_path}" if error else None
     try:
         kubernetes_validate.validate(document, KUBERNETES, strict=True)
     except kubernetes_validate.ValidationError as error:
-        return f"{document['kind']} {document['metadata']['name']}: {error.message}"
+        return f"{where}: {error.message}"
     return None
 
 
@@ -36,7 +67,7 @@ def test_every_document_is_valid_for_kubernetes_unknown_fields_included(manifest
 
 
 def test_the_schema_check_refuses_a_misspelled_field_and_a_wrong_type():
-    job = next(d for d in yaml.safe_load_all(MANIFESTS[0].read_text()) if d["kind"] == "Job")
+    job = next(d for d in yaml.safe_load_all((K8S / "mwms.yaml").read_text()) if d["kind"] == "Job")
     assert schema_errors(job) is None
     misspelled = json.loads(json.dumps(job))
     misspelled["spec"]["template"]["spec"]["restartPolicyy"] = "OnFailure"
@@ -44,6 +75,18 @@ def test_the_schema_check_refuses_a_misspelled_field_and_a_wrong_type():
     quoted = json.loads(json.dumps(job))
     quoted["spec"]["completions"] = "2"
     assert "is not of type 'integer'" in str(schema_errors(quoted))
+
+
+def test_kserves_schema_refuses_a_misspelled_field_and_a_metric_it_does_not_know():
+    (service,) = yaml.safe_load_all((K8S / "kserve.yaml").read_text())
+    assert service["kind"] == "InferenceService" and schema_errors(service) is None
+    misspelled = json.loads(json.dumps(service))
+    model = misspelled["spec"]["predictor"]["model"]
+    model["storageURI"] = model.pop("storageUri")
+    assert "'storageURI' was unexpected" in str(schema_errors(misspelled))
+    gpu = json.loads(json.dumps(service))
+    gpu["spec"]["predictor"]["scaleMetric"] = "gpu"
+    assert "'gpu' is not one of" in str(schema_errors(gpu))
 
 
 def pods(workload: dict) -> list[tuple[str, dict[str, str]]]:

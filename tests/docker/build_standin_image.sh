@@ -20,6 +20,8 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=tests/docker/rootfs.sh
+source "$REPO/tests/docker/rootfs.sh"
 TAG=${SCALELAB_SERVING_IMAGE:-scalelab/serving-standin:test}
 VENV=$REPO/.venv
 PYTHON=$VENV/bin/python
@@ -46,7 +48,7 @@ sys.exit(sandbox.cannot_start(sys.argv[1]) or None)' "$TAG"
 # the base layer holds and which rarely changes, and with it src/, which the top layer holds.
 # The installed packages are known by their dist-info folder names (name-version).
 environment() {
-    cat "$REPO/requirements.txt" "$REPO/pyproject.toml" "$0"
+    cat "$REPO/requirements.txt" "$REPO/pyproject.toml" "$0" "$REPO/tests/docker/rootfs.sh"
     echo "$PREFIX"
     (cd "$SITE" && ls -d ./*.dist-info) # names only: the same in every clone
 }
@@ -130,19 +132,6 @@ while IFS= read -r -d '' f; do
     MOVED_FILES+=("$moved")
 done < <(grep -lZF "$REPO" "$SITE"/*.pth "$SITE"/__editable__*.py 2>/dev/null)
 
-# Prints a file, and each link on the way to it, with real (symlink-free) folder names.
-with_links() {
-    local f=$1 target
-    while :; do
-        f=$(readlink -f "$(dirname "$f")")/$(basename "$f")
-        echo "$f"
-        [[ -L $f ]] || return 0
-        target=$(readlink "$f")
-        [[ $target == /* ]] || target=$(dirname "$f")/$target
-        f=$target
-    done
-}
-
 # The system libraries: everything ldd finds for the commands, Python and every .so we ship.
 COMMANDS=(/usr/bin/bash /usr/bin/dash /usr/bin/sh /usr/bin/env /usr/bin/cat /usr/bin/ls
     /usr/bin/sleep)
@@ -153,10 +142,7 @@ mapfile -t FILES < <(
             printf '%s\n' "${COMMANDS[@]}" "$PREFIX/bin/python3.11"
             find "$PREFIX/lib" "$VENV" -path "$STDLIB/site-packages" -prune -o \
                 -name '*.so*' ! -name '_tkinter*' -type f -print
-        } | xargs ldd 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3}
-            $1 ~ /^\// && $1 !~ /:$/ {print $1}' |
-            grep -v -e "^$PREFIX/" -e "^$VENV/" | sort -u |
-            while read -r lib; do with_links "$lib"; done
+        } | libraries "$PREFIX/" "$VENV/"
     } | sort -u | cut -c2- # tar wants names relative to /
 )
 

@@ -46,6 +46,8 @@ def check(results: dict, workdir: Path) -> None:
     assert set(failures) == {"round_robin, no retries", "round_robin and retries"}, failures
     assert all(row["answered"] > 0 for row in failures.values()), failures
     assert set(failures["round_robin, no retries"]["failed by code"]) <= {"UNAVAILABLE"}, failures
+    local = results["vertex_local"]  # None without a Docker engine or the Vertex AI SDK
+    assert local is None or (local["status"] == 200 and local["class"] == local["model"]), local
     assert results["replicas_stopped"] is True
     assert (workdir / "models" / "digits" / "0003" / "saved_model.pb").is_file()
     assert not list((workdir / "models" / "digits").glob(".incoming*")), "a staging folder left"

@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+from scalelab.grading.tasks import GENERATED, ORIGIN
+
 c = get_config()  # noqa: F821 (injected by traitlets when it loads this file)
 
 # The course root defaults to the repository; tests point it at a temporary copy.
@@ -20,10 +22,7 @@ c.CourseDirectory.db_url = f"sqlite:///{root / 'grader' / 'gradebook.db'}"
 # exchange; keeping its folder in the course stops the formgrader warning about a missing one.
 c.Exchange.root = str(root / "grader" / "exchange")
 # What a chapter writes next to its notebook never goes into the release.
-c.CourseDirectory.ignore = [
-    ".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback",
-    "models", "exports", "results.json", "tuning",
-]  # fmt: skip
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", *GENERATED]
 
 # Students' notebooks are untrusted: scalelab.grading.preprocessors restore every test cell from
 # the gradebook (deleted, edited or renamed), limit time per cell and per notebook, survive a dead
@@ -48,7 +47,10 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.OverwriteCells.add_missing_cells = True
-c.GuardedExecute.forbidden_paths = [str(root / "solutions"), str(root / "grader")]
+# A worker grades in a copy of the course (scalelab.grading.tasks): the course it was copied from is
+# out of the kernels' reach as well.
+courses = [root, *([Path(os.environ[ORIGIN])] if os.environ.get(ORIGIN) else [])]
+c.GuardedExecute.forbidden_paths = [str(r / d) for r in courses for d in ("solutions", "grader")]
 # Measured under CI's load (3 notebooks at once on 2 cores): the slowest cell takes 40 s (Chapter 6
 # search), the slowest notebook 139 s (Chapter 6, fast mode, as nbgrader runs it). The limits are
 # about 3x those: a normal submission never meets them, and an infinite loop costs at most 120 s.

@@ -122,6 +122,10 @@ def _grading_commands(parser: argparse.ArgumentParser) -> None:
         step = steps.add_parser(name, help=text)
         step.add_argument("chapter", nargs=None if name == "grade" else "?", help=chapter_help)
         step.add_argument("-j", "--workers", type=int, default=2, help="notebooks graded at once")
+        step.add_argument(
+            "--scheduler",
+            help="grade on a Dask cluster: its scheduler's address (tcp://host:8786) or file",
+        )
         step.add_argument("--sandbox", choices=["auto", "docker", "local"], default="auto")
         step.add_argument("--image", help="the sandbox's image (default: the course image)")
         step.add_argument("--cell-timeout", type=int, help="seconds per cell (config: 120)")
@@ -129,6 +133,15 @@ def _grading_commands(parser: argparse.ArgumentParser) -> None:
         if name == "grade":
             step.add_argument("--roster", type=Path, help="CSV of students to import first")
             step.add_argument("--submissions", type=Path, help="folder or zip to collect from")
+    job = steps.add_parser("k8s-job", help="a Kubernetes Indexed Job grading a chapter")
+    job.add_argument("chapter")
+    job.add_argument("volume", type=Path, help="the shared volume's folder, as mounted here")
+    job.add_argument("--image", default="scalelab-lab:0.1.0", help="the course image")
+    job.add_argument("--claim", default="grading", help="the volume's PersistentVolumeClaim")
+    job.add_argument("--parallelism", type=int, default=4, help="pods at once")
+    finish = steps.add_parser("k8s-collect", help="record what the Job graded, then as grade")
+    finish.add_argument("chapter")
+    finish.add_argument("volume", type=Path)
     for name, text in [("feedback", "HTML feedback"), ("summary", "summary and plot")]:
         steps.add_parser(name, help=text).add_argument("chapter", nargs="?", help=chapter_help)
     steps.add_parser("export", help="grader/grades.csv from the gradebook")
@@ -144,6 +157,10 @@ def _grading_commands(parser: argparse.ArgumentParser) -> None:
     inside.add_argument("--max-output-bytes", type=int, default=2_000_000)
     inside.add_argument("--iopub-timeout", type=int, default=4, help="seconds for late outputs")
     inside.set_defaults(run=_sandbox_run)
+    pod = steps.add_parser("run-index", help="in a Job's pod: grade the student of its index")
+    pod.add_argument("folder", type=Path, help="the chapter's folder on the shared volume")
+    pod.add_argument("--index", type=int, help="default: $JOB_COMPLETION_INDEX")
+    pod.set_defaults(run=_grading)
 
 
 def _grading(args: argparse.Namespace) -> int:
@@ -211,14 +228,54 @@ def _grading_step(args: argparse.Namespace) -> None:
         percents: dict[str, list[float]] = {}
         for name in names:
             percents |= grading.grade(
-                root, name, grading.students(root, name), args.workers, image, timeouts
+                root,
+                name,
+                grading.students(root, name),
+                args.workers,
+                image,
+                timeouts,
+                args.scheduler,
             )
         plot = grading.save_plot(root, percents)
+        print(f"grades in {root / 'grader' / 'grades.csv'}, plot in {plot}")
+    elif args.step == "k8s-job":
+        import yaml
+
+        from scalelab.grading import kubernetes
+
+        students = kubernetes.prepare(
+            root, args.chapter, grading.students(root, args.chapter), args.volume
+        )
+        if not students:
+            print(f"nothing to grade in {args.chapter}: every submission is graded as handed in")
+            return
+        manifest = kubernetes.job(
+            args.chapter, len(students), args.image, args.claim, args.parallelism
+        )
+        path = args.volume / args.chapter / "job.yaml"
+        path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+        name = manifest["metadata"]["name"]
+        count = f"{len(students)} submission" + ("s" if len(students) != 1 else "")
+        print(f"{count} of {args.chapter} ready in {path.parent}; then:")
+        print(f"  kubectl apply -f {path}")
+        print(f"  kubectl wait --for=condition=complete --timeout=2h job/{name}")
+        print(f"  scalelab grading k8s-collect {args.chapter} {args.volume}")
+    elif args.step == "run-index":
+        from scalelab.grading import kubernetes
+
+        outcome = kubernetes.run_index(args.folder, args.index)
+        print(f"{outcome.student}: {outcome.why or 'graded'} in {outcome.seconds:.0f} s")
+    elif args.step == "k8s-collect":
+        from scalelab.grading import kubernetes
+
+        students = grading.students(root, args.chapter)
+        graded = kubernetes.collect(root, args.chapter, args.volume, students)
+        plot = grading.save_plot(root, grading.finish(root, args.chapter, students, graded))
         print(f"grades in {root / 'grader' / 'grades.csv'}, plot in {plot}")
     elif args.step == "summary":
         percents = {}
         for name in names:
-            text, percents[name] = grading.summarize(root, name, grading.students(root, name), {})
+            text, percents[name] = grading.summarize(root, name, grading.students(root, name))
             print(text)
         print(f"plot in {grading.save_plot(root, percents)}")
     elif args.step == "feedback":
@@ -291,7 +348,7 @@ def _grading_bench(args: argparse.Namespace) -> list[str]:
 
     root = grading.find_course_root()
     chapters = args.chapters or grading.chapters(root)
-    return grading_bench.grading_throughput(root, chapters, args.submissions, (1, args.workers))
+    return grading_bench.grading_throughput(root, chapters, args.submissions, args.workers)
 
 
 def _memory(args: argparse.Namespace) -> list[str]:

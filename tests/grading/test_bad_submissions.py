@@ -10,6 +10,7 @@ nbgrader config, not only in our command.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import json
@@ -137,24 +138,29 @@ def section(summary: str, student: str) -> str:
     return "\n".join([first, *takewhile(lambda line: line.startswith("      "), rest)])
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A course whose bad submissions went through one `grade` command; what it left behind.
-    Graded once per run: pytest-xdist workers that get tests of this module share it."""
+@pytest.fixture(scope="module", params=["local pool", "dask cluster"])
+def graded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A course whose bad submissions went through one `grade` command, in the local pool or on a
+    two-worker Dask LocalCluster; what it left behind. Graded once per run and executor:
+    pytest-xdist workers that get tests of this module share it."""
+    on = request.param
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID")  # set in xdist workers, one per run
     if not run:
-        return grade_bad_submissions(tmp_path_factory.mktemp("bad"))
+        return grade_bad_submissions(tmp_path_factory.mktemp("bad"), on)
     shared = tmp_path_factory.getbasetemp().parent  # this run's folder, above each worker's
-    with (shared / f"bad-submissions-{run}.lock").open("w") as lock:
+    key = f"bad-submissions-{on.split()[0]}-{run}"
+    with (shared / f"{key}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker grades, the others wait, then read
-        result = shared / f"bad-submissions-{run}.pickle"
+        result = shared / f"{key}.pickle"
         if not result.is_file():
-            result.write_bytes(pickle.dumps(grade_bad_submissions(tmp_path_factory.mktemp("bad"))))
+            graded = grade_bad_submissions(tmp_path_factory.mktemp("bad"), on)
+            result.write_bytes(pickle.dumps(graded))
         return dict(pickle.loads(result.read_bytes()))
 
 
-def grade_bad_submissions(base: Path) -> dict[str, Any]:
-    """Hand every bad case in (files, a zip, a double submission), run `grade` once; the results."""
+def grade_bad_submissions(base: Path, on: str) -> dict[str, Any]:
+    """Hand every bad case in (files, a zip, a double submission), run `grade` once (in the local
+    pool, or on a Dask cluster of two worker processes); the results."""
     root = base / "course"
     solution, release = make_course(REPO, root)
     inbox = base / "inbox"
@@ -186,8 +192,19 @@ def grade_bad_submissions(base: Path) -> dict[str, Any]:
     ]  # fmt: skip
     started = time.monotonic()
     env = os.environ | {"SCALELAB_COURSE_ROOT": str(root)}
-    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=600, env=env)
+    with contextlib.ExitStack() as stack:
+        if on == "dask cluster":
+            from distributed import LocalCluster
+
+            cluster = stack.enter_context(
+                LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+            )
+            command += ["--scheduler", cluster.scheduler_address]
+        done = subprocess.run(
+            command, cwd=root, capture_output=True, text=True, timeout=600, env=env
+        )
     return {
+        "on": on,
         "root": root,
         "done": done,
         "seconds": time.monotonic() - started,
@@ -203,6 +220,8 @@ def test_grade_command_finishes_and_writes_grades_csv_summary_and_plot(graded):
     done = graded["done"]
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "grading in local kernels" in done.stdout
+    where = "on the Dask cluster at tcp://" if graded["on"] == "dask cluster" else "on this machine"
+    assert where in done.stdout + done.stderr, done.stderr[-2000:]
     root = graded["root"]
     with (root / "grader" / "grades.csv").open() as handle:
         rows = list(csv.DictReader(handle))

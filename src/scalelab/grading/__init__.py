@@ -9,23 +9,23 @@ folder with `solutions/`, `notebooks/` and `grader/nbgrader_config.py` (the repo
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
-import os
 import shutil
-import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from scalelab.grading import reports, sandbox, submissions
-from scalelab.processes import children
+from scalelab.grading import executors, reports, sandbox, tasks
+from scalelab.grading.commands import CONFIG as CONFIG
+from scalelab.grading.commands import GradingError as GradingError
+from scalelab.grading.commands import create_gradebook as create_gradebook
+from scalelab.grading.commands import nbgrader as nbgrader
+from scalelab.grading.tasks import Graded as Graded
 
-CONFIG = Path("grader") / "nbgrader_config.py"
 # The course image (docker-compose.yml): the library and its reference answers, which hidden tests
 # compare with, but no solutions/ and no tests (.dockerignore).
 SANDBOX_IMAGE = "scalelab-lab:0.1.0"
@@ -35,10 +35,6 @@ SANDBOX_FIX = (
     "--sandbox local"
 )
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS")
-
-
-class GradingError(RuntimeError):
-    """nbgrader failed; the message carries the end of its log."""
 
 
 @dataclass(frozen=True)
@@ -66,65 +62,6 @@ def find_course_root(start: Path | None = None) -> Path:
 def chapters(root: Path) -> list[str]:
     """Assignment ids, one per numbered folder under solutions/ (01_savedmodel, ...)."""
     return sorted(p.name for p in (root / "solutions").glob("[0-9][0-9]_*") if p.is_dir())
-
-
-def nbgrader(root: Path, *args: str, timeout: float = 1800, strict: bool = True) -> str:
-    """Run one nbgrader command on the course at `root`; return its log. Raise if it failed,
-    and (if `strict`) if it logged an error."""
-    env = {
-        **os.environ,
-        "SCALELAB_COURSE_ROOT": str(root),
-        # nbgrader starts `alembic` by name: make this environment's scripts findable.
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-    }
-    create_gradebook(root)
-    # jsonschema's IRI check compiles a grammar on import (~2 s a process); nbgrader never needs it.
-    command = children.python("nbgrader", args, skip=["rfc3987_syntax"])
-    what = f"`nbgrader {' '.join(args)}`"
-    try:
-        done = children.run(
-            command,
-            what,
-            env=env,
-            cwd=root / "grader",
-            timeout=timeout,
-            lines=25,
-            error=GradingError,
-        )
-    except GradingError as failure:
-        if strict:
-            raise
-        return str(failure)
-    log = done.stdout + done.stderr
-    if strict and (
-        "[ERROR]" in log or "| ERROR]" in log
-    ):  # nbgrader logs some failures and still exits 0
-        raise GradingError(f"{what} logged an error:\n{children.tail(log, 25)}")
-    return log
-
-
-def create_gradebook(root: Path) -> None:
-    """Create the course's empty gradebook if it has none, as nbgrader would, in this process.
-
-    nbgrader stamps a new gradebook with its schema's version, which it learns by starting an
-    `alembic heads` process (3 CPU-s); alembic's own API reads the same version here at once.
-    """
-    path = root / "grader" / "gradebook.db"
-    if path.exists():
-        return
-    from unittest import mock
-
-    import nbgrader.api
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-    from nbgrader.dbutil import ALEMBIC_DIR
-
-    config = Config()
-    config.set_main_option("script_location", ALEMBIC_DIR)
-    head = ScriptDirectory.from_config(config).get_current_head()
-    with mock.patch.object(nbgrader.api, "get_alembic_version", lambda: head):
-        nbgrader.api.Gradebook(f"sqlite:///{path}").close()
 
 
 def release(root: Path, chapter: str | None = None) -> list[Path]:
@@ -176,56 +113,44 @@ def autograde_students(
     workers: int = 1,
     image: str = "",
     timeouts: dict[str, int] | None = None,
-) -> dict[str, str]:
-    """Autograde each student's submission in its own `nbgrader autograde` (`workers` at a time,
-    each with its own kernel; in a container of `image` if given); return the students whose
-    grading failed, with why. Unreadable notebooks are not graded: they score 0. A student whose
-    sandbox did not start (why starts with sandbox.NOT_STARTED) is left out of the gradebook."""
+    scheduler: str | None = None,
+) -> Graded:
+    """Autograde each student's submission in its own `nbgrader autograde` on a copy of the
+    course (scalelab.grading.tasks): `workers` at a time in the local pool, or on the Dask
+    cluster at `scheduler`; each in its own kernel, in a container of `image` if given. A
+    submission already graded as it is now is not graded again (an interrupted run resumes).
+    Unreadable notebooks are not graded: they score 0. A student whose sandbox did not start
+    (why starts with sandbox.NOT_STARTED) is left out of the gradebook."""
     in_gradebook(root, chapter)
-    limits = [f"--GuardedExecute.{key}={value}" for key, value in (timeouts or {}).items()]
+    options = [f"--GuardedExecute.{key}={value}" for key, value in (timeouts or {}).items()]
     if image:
-        limits.append(f"--GuardedExecute.sandbox_image={image}")
-    report_dir = root / "grader" / "reports"
-
-    def grade(student: str) -> tuple[str, str]:
-        notebook = root / "grader" / "submitted" / student / chapter / f"{chapter}.ipynb"
-        if not notebook.is_file():
-            return student, "nothing handed in"
-        if problem := submissions.is_notebook(notebook.read_bytes()):
-            reports.report_path(report_dir, chapter, student).unlink(missing_ok=True)
-            return student, f"not a readable notebook ({problem})"
-        args = ["autograde", chapter, "--force", f"--student={student}", *limits]
-        graded = root / "grader" / "autograded" / student / chapter / f"{chapter}.ipynb"
-        for attempt in (1, 2):
-            # nbgrader logs a stopped cell or a dead kernel as errors, and still grades: a
-            # submission failed only if no autograded notebook came out.
-            log = nbgrader(root, *args, strict=False)
-            if graded.is_file():
-                return student, ""
-            if sandbox.NOT_STARTED in log:  # the grader's failure: record nothing for the student
-                forget_submission(root, chapter, student)
-                return student, log[log.index(sandbox.NOT_STARTED) :].splitlines()[0]
-            if attempt == 2 or "database is locked" not in log:  # a busy SQLite: one more try
-                errors = [line for line in log.splitlines() if "ERROR" in line]
-                return student, (errors or ["nbgrader failed"])[-1][:300]
-        raise AssertionError("unreachable")
-
-    failed = {}
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        progress = tqdm(pool.map(grade, students), total=len(students), desc=f"autograde {chapter}")
-        for student, why in progress:
-            if why:
-                failed[student] = why
-    return failed
-
-
-def forget_submission(root: Path, chapter: str, student: str) -> None:
-    """Remove `student`'s submission of `chapter` (and its grades) from the gradebook."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    database = f"sqlite:///{root / 'grader' / 'gradebook.db'}"
-    with Gradebook(database) as gradebook, contextlib.suppress(MissingEntry):
-        gradebook.remove_submission(chapter, student)
+        options.append(f"--GuardedExecute.sandbox_image={image}")
+    todo, failed, resumed = tasks.triage(root, chapter, students)
+    graded = Graded(failed, {}, resumed)
+    if not todo:
+        return graded
+    course = tasks.course(root, chapter)
+    bar = tqdm(total=len(students), desc=f"autograde {chapter}", unit="student")
+    bar.update(len(students) - len(todo))
+    with executors.pool(workers, scheduler) as (executor, where), bar:
+        bar.write(f"grading {len(todo)} submissions of {chapter} on {where}")
+        futures = {
+            executor.submit(tasks.grade, course, s, tasks.submission(root, chapter, s), options): (
+                s,
+                tasks.digest(root, chapter, s),
+            )
+            for s in todo
+        }
+        for future in as_completed(futures):
+            student, digest = futures[future]
+            outcome = future.result()
+            tasks.record(root, chapter, outcome, digest)  # here only: one gradebook writer
+            graded.graded_by[student] = outcome.worker
+            if outcome.why:
+                graded.failed[student] = outcome.why
+            bar.update()
+            bar.set_postfix(failed=len(graded.failed), left=len(students) - bar.n)
+    return graded
 
 
 def scores(root: Path, chapter: str) -> dict[str, Score]:
@@ -379,10 +304,14 @@ def failed_tests(root: Path, chapter: str, student: str) -> list[str]:
 
 
 def summarize(
-    root: Path, chapter: str, students: list[str], failed: dict[str, str]
+    root: Path, chapter: str, students: list[str], graded: Graded | None = None
 ) -> tuple[str, list[float]]:
-    """A plain-words summary of one chapter's grading, and each student's score in percent."""
+    """A plain-words summary of one chapter's grading (with the run's failures and who graded
+    each student, if given), and each student's score in percent."""
     from nbgrader.api import Gradebook
+
+    graded = graded or Graded()
+    failed = graded.failed
 
     with Gradebook(f"sqlite:///{root / 'grader' / 'gradebook.db'}") as gradebook:
         tests = {
@@ -390,8 +319,8 @@ def summarize(
             for cell in gradebook.find_notebook(chapter, chapter).grade_cells
             if cell.cell_type == "code"
         }
-    graded = set(scores(root, chapter)) - set(failed)
-    per_cell = {s: cell_scores(root, chapter, s) for s in sorted(graded)}
+    scored = set(scores(root, chapter)) - set(failed)
+    per_cell = {s: cell_scores(root, chapter, s) for s in sorted(scored)}
     total = sum(tests.values())
     lines = [f"{chapter}: {len(students)} students, {len(per_cell)} graded, {total:g} points"]
     for name, most in tests.items():
@@ -408,11 +337,15 @@ def summarize(
         if student in failed:
             said.append(f"not graded: {failed[student]}")
         said += failed_tests(root, chapter, student)
-        if failed.get(student, "").startswith(sandbox.NOT_STARTED):
+        if tasks.graders_failure(failed.get(student, "")):
             lines.append(f"  {student}: not graded (no points recorded)")
         else:
             percents.append(100 * points / total if total else 0.0)
-            lines.append(f"  {student}: {points:g}/{total:g}")
+            by = graded.graded_by.get(student) or (
+                "an earlier run" if student in graded.resumed else ""
+            )
+            by = f" (graded by {by})" if by else ""
+            lines.append(f"  {student}: {points:g}/{total:g}{by}")
         lines += [f"      - {line}" for line in said]
     return "\n".join(lines), percents
 
@@ -424,24 +357,39 @@ def grade(
     workers: int,
     image: str,
     timeouts: dict[str, int] | None = None,
+    scheduler: str | None = None,
 ) -> dict[str, list[float]]:
-    """Autograde, feedback, grades CSV, summary and plot for one chapter; print as it goes.
-    Raise, after the summary and with no grades.csv, if a student's sandbox did not start."""
-    failed = autograde_students(root, chapter, students, workers, image, timeouts)
+    """Autograde (in the local pool, or on the Dask cluster at `scheduler`), feedback, grades CSV,
+    summary and plot for one chapter; print as it goes. Raise, after the summary and with no
+    grades.csv, if a student's sandbox did not start."""
+    graded = autograde_students(root, chapter, students, workers, image, timeouts, scheduler)
+    return finish(root, chapter, students, graded)
+
+
+def finish(root: Path, chapter: str, students: list[str], graded: Graded) -> dict[str, list[float]]:
+    """After autograding, wherever it ran: feedback, grades CSV and summary for one chapter.
+    Raise, after the summary and with no grades.csv, if a student was not graded through the
+    grader's fault (a sandbox did not start, a pod failed)."""
+    failed = graded.failed
     if list((root / "grader" / "autograded").glob(f"*/{chapter}/*.ipynb")):
         nbgrader(root, "generate_feedback", chapter, "--force")
-    ungraded = sorted(s for s, why in failed.items() if why.startswith(sandbox.NOT_STARTED))
+    ungraded = sorted(s for s, why in failed.items() if tasks.graders_failure(why))
     if not ungraded:  # nbgrader exports 0 points for a student with no submission
         nbgrader(root, "export", "--to", str(root / "grader" / "grades.csv"))
-    text, percents = summarize(root, chapter, students, failed)
+    text, percents = summarize(root, chapter, students, graded)
     (root / "grader" / f"summary-{chapter}.txt").write_text(text + "\n")
     print(text)
     if ungraded:
         raise GradingError(
             f"{len(ungraded)} of {len(students)} students of {chapter} were not graded "
             f"({', '.join(ungraded)}): {failed[ungraded[0]]}. Nothing was recorded for them and "
-            f"grades.csv was not written; their submissions are kept. {SANDBOX_FIX}, then grade "
-            "again."
+            "grades.csv was not written; their submissions are kept. "
+            + (
+                f"{SANDBOX_FIX}, then grade again."
+                if failed[ungraded[0]].startswith(sandbox.NOT_STARTED)
+                else "Read the pods' logs (kubectl logs), then run k8s-job again: it prepares "
+                "only the students left."
+            )
         )
     return {chapter: percents}
 

@@ -197,7 +197,7 @@ def grade_bad_submissions(base: Path, on: str) -> dict[str, Any]:
             from distributed import LocalCluster
 
             cluster = stack.enter_context(
-                LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+                LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0")
             )
             command += ["--scheduler", cluster.scheduler_address]
         done = subprocess.run(

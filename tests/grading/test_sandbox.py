@@ -5,6 +5,7 @@ the grader's failure, not the students', and the command says so (those tests ne
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -51,16 +52,29 @@ def assert_nobody_graded(root: Path) -> None:
     assert not (root / "grader" / "grades.csv").exists()
 
 
-@pytest.fixture(scope="module")
-def sandboxed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+@pytest.fixture(scope="module", params=["local pool", "dask cluster"])
+def sandboxed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """The students graded in sandboxes by one `grade` command, from the local pool or from a
+    two-worker Dask LocalCluster."""
     if why := sandbox.unavailable(IMAGE):
         pytest.skip(f"no sandbox: {why}")
     root = tmp_path_factory.mktemp("sandbox") / "course"
     handed = handed_in(root, STUDENTS)
     limits = ["-j", "2", "--image", IMAGE, "--cell-timeout", "30", "--notebook-timeout", "120"]
-    done = grade_command(root, *limits)
+    with contextlib.ExitStack() as stack:
+        if request.param == "dask cluster":
+            from distributed import LocalCluster
+
+            cluster = stack.enter_context(
+                LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0")
+            )
+            limits += ["--scheduler", cluster.scheduler_address]
+        done = grade_command(root, *limits)
     summary = root / "grader" / f"summary-{ASSIGNMENT}.txt"
     return {
+        "on": request.param,
         "root": root,
         "done": done,
         "summary": summary.read_text() if summary.is_file() else "",
@@ -74,6 +88,8 @@ def test_sandbox_grades_every_submission_as_locally(sandboxed):
     done, summary = sandboxed["done"], sandboxed["summary"]
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"grading in Docker sandboxes of {IMAGE}" in done.stdout
+    by = "(graded by dask worker tcp://" if sandboxed["on"] == "dask cluster" else "(local pool"
+    assert by in section(summary, "full"), section(summary, "full")
     for student, (_, deserved, said) in sandboxed["handed"].items():
         assert section(summary, student).startswith(f"{deserved:g}/3"), section(summary, student)
         if student != "snoop":  # nothing of the course is in the sandbox to refuse: next test

@@ -48,7 +48,7 @@ def grading_throughput(
             print("no Dask (pip install distributed): the cluster path is not measured")
         else:
             cluster = stack.enter_context(
-                LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)  # type: ignore[no-untyped-call]
+                LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0")  # type: ignore[no-untyped-call]
             )
             ways.append((f"Dask LocalCluster, {workers}", workers, cluster.scheduler_address))
         rows: list[dict[str, Any]] = []

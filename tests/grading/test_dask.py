@@ -73,7 +73,9 @@ def test_a_worker_killed_mid_run_loses_no_grade_and_grades_no_one_twice(course):
         os.kill(victim, 0)  # the worker really died (the cluster's nanny started another)
 
 
-def test_an_interrupted_run_resumes_without_regrading_what_is_done(course):
+def test_an_interrupted_run_resumes_without_regrading_what_is_done_until_the_tests_change(
+    course,
+):
     root, solution, release = course
     hand_in(root, "done", edited(solution))
     hand_in(root, "changed", edited(solution))
@@ -87,6 +89,11 @@ def test_an_interrupted_run_resumes_without_regrading_what_is_done(course):
     text, _ = grading.summarize(root, ASSIGNMENT, ["done", "changed"], second)
     assert "done: 3/3 (graded by an earlier run)" in text, text
     assert "changed: 0/3 (graded by " in text and "local pool" in text, text
+    source = json.loads(solution.read_text())  # the instructor changes the chapter's notebook
+    source["cells"][0]["source"] = "# A tiny assignment, revised"
+    solution.write_text(json.dumps(source))
+    third = grading.autograde_students(root, ASSIGNMENT, ["done", "changed"], workers=2)
+    assert third.resumed == [] and set(third.graded_by) == {"done", "changed"}
 
 
 def test_a_scheduler_that_does_not_answer_stops_before_grading_and_says_what_to_start(
@@ -99,3 +106,27 @@ def test_a_scheduler_that_does_not_answer_stops_before_grading_and_says_what_to_
         grading.autograde_students(root, ASSIGNMENT, ["full"], scheduler="tcp://127.0.0.1:9")
     assert "grade without --scheduler" in str(error.value)
     assert grading.scores(root, ASSIGNMENT) == {}
+
+
+def test_a_task_that_raises_is_the_graders_failure_nothing_recorded_and_no_grades_out(
+    course, monkeypatch
+):
+    from scalelab.grading import tasks
+
+    root, solution, _ = course
+    hand_in(root, "full", edited(solution))
+    hand_in(root, "unlucky", edited(solution))
+    grade = tasks.grade
+
+    def flaky(course, student, handed_in, options):
+        if student == "unlucky":
+            raise OSError("the worker's disk is full")
+        return grade(course, student, handed_in, options)
+
+    monkeypatch.setattr(tasks, "grade", flaky)
+    with pytest.raises(grading.GradingError, match="1 of 2 students") as error:
+        grading.grade(root, ASSIGNMENT, ["full", "unlucky"], 2, "")
+    assert "OSError: the worker's disk is full" in str(error.value)
+    assert "grade again: only the students left are graded" in str(error.value)
+    assert {s: score.points for s, score in grading.scores(root, ASSIGNMENT).items()} == {"full": 3}
+    assert not (root / "grader" / "grades.csv").exists()

@@ -130,9 +130,11 @@ def autograde_students(
     if not todo:
         return graded
     course = tasks.course(root, chapter)
-    bar = tqdm(total=len(students), desc=f"autograde {chapter}", unit="student")
-    bar.update(len(students) - len(todo))
-    with executors.pool(workers, scheduler) as (executor, where), bar:
+    with (
+        executors.pool(workers, scheduler) as (executor, where),
+        tqdm(total=len(students), desc=f"autograde {chapter}", unit="student") as bar,
+    ):
+        bar.update(len(students) - len(todo))
         bar.write(f"grading {len(todo)} submissions of {chapter} on {where}")
         futures = {
             executor.submit(tasks.grade, course, s, tasks.submission(root, chapter, s), options): (
@@ -143,11 +145,15 @@ def autograde_students(
         }
         for future in as_completed(futures):
             student, digest = futures[future]
-            outcome = future.result()
-            tasks.record(root, chapter, outcome, digest)  # here only: one gradebook writer
-            graded.graded_by[student] = outcome.worker
-            if outcome.why:
-                graded.failed[student] = outcome.why
+            try:
+                outcome = future.result()
+            except Exception as error:  # the grader's failure (e.g. Dask's KilledWorker)
+                graded.failed[student] = f"{tasks.NO_RESULT}: {type(error).__name__}: {error}"
+            else:
+                tasks.record(root, chapter, outcome, digest)  # here only: one gradebook writer
+                graded.graded_by[student] = outcome.worker
+                if outcome.why:
+                    graded.failed[student] = outcome.why
             bar.update()
             bar.set_postfix(failed=len(graded.failed), left=len(students) - bar.n)
     return graded
@@ -387,8 +393,8 @@ def finish(root: Path, chapter: str, students: list[str], graded: Graded) -> dic
             + (
                 f"{SANDBOX_FIX}, then grade again."
                 if failed[ungraded[0]].startswith(sandbox.NOT_STARTED)
-                else "Read the pods' logs (kubectl logs), then run k8s-job again: it prepares "
-                "only the students left."
+                else "Find why in the workers' logs (a Job's pods: kubectl logs), then grade "
+                "again: only the students left are graded."
             )
         )
     return {chapter: percents}

@@ -108,7 +108,7 @@ def collect(root: Path, chapter: str, volume: Path, students: list[str]) -> task
     for student, digest in prepared.items():
         path = folder / "outcomes" / f"{student}.json"
         if not path.is_file():
-            graded.failed[student] = f"{tasks.NO_RESULT}: its pod failed every try (kubectl logs)"
+            graded.failed[student] = f"{tasks.NO_RESULT}: its pod failed every try"
             continue
         outcome = tasks.load_outcome(path)
         tasks.record(root, chapter, outcome, digest)  # the submission the pod graded

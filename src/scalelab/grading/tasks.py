@@ -32,12 +32,14 @@ from scalelab.grading.commands import CONFIG, nbgrader
 # What a chapter's run leaves beside its notebook; never part of what a worker gets. The course's
 # nbgrader config leaves the same names out of releases.
 GENERATED = ("models", "exports", "results.json", "tuning", "feedback")
-# Beside an autograded notebook: the digest of the submission it graded (resuming skips it).
+# Beside an autograded notebook: the digest of what it graded (resuming skips it while the
+# submission and the tests are the same).
 DONE = ".scalelab-graded"
 # Set for nbgrader on a worker: the instructor's course, which kernels may not open either.
 ORIGIN = "SCALELAB_GRADING_ORIGIN"
-# Why a Kubernetes Job's student was not graded: its pod failed every try.
-NO_RESULT = "the Job wrote no result for it"
+# Why a student was not graded when its task gave no outcome (a Job's pod failed every try, a
+# Dask task raised or lost its worker too often).
+NO_RESULT = "no result came back from the grader"
 
 
 def graders_failure(why: str) -> bool:
@@ -131,9 +133,13 @@ def submission(root: Path, chapter: str, student: str) -> bytes:
 
 
 def digest(root: Path, chapter: str, student: str) -> str:
-    """What identifies a submission: the hash of its notebook file."""
+    """What a grade depends on: the hash of the submitted notebook and of the chapter's source
+    notebooks (whose tests grade it), so that changed tests grade everyone again."""
     notebook = root / "grader" / "submitted" / student / chapter / f"{chapter}.ipynb"
-    return hashlib.sha256(notebook.read_bytes()).hexdigest()
+    hashed = hashlib.sha256(notebook.read_bytes())
+    for source in sorted((root / "solutions" / chapter).glob("*.ipynb")):
+        hashed.update(source.read_bytes())
+    return hashed.hexdigest()
 
 
 def already_graded(root: Path, chapter: str, student: str) -> bool:

@@ -136,18 +136,25 @@ def calls_per_replica(
     calls: int,
     count: Callable[[str], float],
     model: str = "digits",
-    settle: float = 0.5,
+    settle: float = 2.0,
 ) -> list[float]:
     """Send `calls` Predict calls over one `channel`; the calls each server answered, as
-    `count(its Prometheus text)` rose meanwhile. One call and `settle` seconds come first: a new
-    channel connects to its addresses then, and a call made before a connection is up can only
-    go to the servers already connected."""
+    `count(its Prometheus text)` rose meanwhile. Warm-up calls come first, until every server has
+    answered one or `settle` seconds have passed: a new channel connects to its addresses in the
+    background, and a call made before a connection is up can only go to the servers already
+    connected (a pick_first channel uses one address: it warms up for `settle` seconds)."""
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     request = predict_request(model, images)
-    stub.Predict(request, timeout=10)
-    time.sleep(settle)
+    baseline = [count(scrape(server)) for server in servers]
+    deadline = time.monotonic() + settle
+    while True:
+        stub.Predict(request, timeout=10)
+        answered = [count(scrape(s)) - b for s, b in zip(servers, baseline, strict=True)]
+        if min(answered) >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     before = [count(scrape(server)) for server in servers]
     for _ in range(calls):
         stub.Predict(request, timeout=10)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,29 @@ LEARNER_JUPYTER_PATH = os.pathsep.join(
     p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p and p != WARM_KERNELS
 )
 os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [WARM_KERNELS, LEARNER_JUPYTER_PATH]))
+
+
+# Claims that compare latencies (Chapter 3's REST and gRPC middle halves) need a machine no busier
+# than a test worker's share: tests that start several processes at once (grading pools, Dask
+# clusters, a Job's pods) hold this lock shared, such a chapter holds it alone while it executes.
+# ci60 failed Chapter 3's claim (0.855 where "apart" is > 1) beside two Dask grading tests.
+TIMING_LOCK = Path(tempfile.gettempdir()) / "scalelab-timing.lock"
+
+
+@contextlib.contextmanager
+def crowding() -> Iterator[None]:
+    """Hold while a test starts several worker processes: no latency claim is measured meanwhile."""
+    with TIMING_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        yield
+
+
+@contextlib.contextmanager
+def measuring() -> Iterator[None]:
+    """Hold while a chapter measures latencies: no test that crowds the machine runs meanwhile."""
+    with TIMING_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def apt_install(package: str) -> bool:

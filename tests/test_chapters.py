@@ -8,6 +8,7 @@ them all the same way.
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import json
 import shutil
@@ -20,7 +21,7 @@ import nbformat
 import papermill
 import papermill.engines
 import pytest
-from conftest import CHAPTERS, REPO
+from conftest import CHAPTERS, REPO, measuring
 from nbclient.exceptions import CellExecutionError
 from papermill.clientwrap import PapermillNotebookClient
 
@@ -163,19 +164,21 @@ def execute(chapter: str, variants: bool = True) -> tuple[dict, Path, float]:
     workdir = EXECUTED / chapter
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    started = time.perf_counter()
     _GradeVariantsAfterRun.chapter = chapter if variants else None
+    quiet = getattr(chapter_data(chapter), "MEASURES_LATENCY", False)  # see conftest.measuring
     try:
-        papermill.execute_notebook(
-            REPO / "solutions" / chapter / f"{chapter}.ipynb",
-            workdir / f"{chapter}.ipynb",
-            parameters={"FAST": True},
-            cwd=workdir,
-            kernel_name="python3",
-            progress_bar=False,
-            engine_name="scalelab-variants",
-            execution_timeout=CELL_TIMEOUT,
-        )
+        with measuring() if quiet else contextlib.nullcontext():
+            started = time.perf_counter()  # once no crowding test runs
+            papermill.execute_notebook(
+                REPO / "solutions" / chapter / f"{chapter}.ipynb",
+                workdir / f"{chapter}.ipynb",
+                parameters={"FAST": True},
+                cwd=workdir,
+                kernel_name="python3",
+                progress_bar=False,
+                engine_name="scalelab-variants",
+                execution_timeout=CELL_TIMEOUT,
+            )
     finally:
         _GradeVariantsAfterRun.chapter = None
     results = json.loads((workdir / "results.json").read_text())

@@ -811,6 +811,9 @@ def _concurrency(results, column, protocol, clients):
 # exact text in a markdown cell -> (results.json -> number, low, high): the number the prose claims.
 # Bytes are the same in every run. Timings are stated as comparisons within one run (a ratio of two
 # medians measured side by side, or two middle halves that do not overlap), never as a bare time.
+# Its claims compare latencies: tests that crowd the machine wait while it runs (conftest.measuring).
+MEASURES_LATENCY = True
+
 CLAIMS = {
     # section 2, loopback: 1.65x and 2.1x measured in fast runs; a ratio of two p50s of 100 requests
     "There gRPC's median single request is faster than REST's": (_single_rest_over_grpc, 1.1, 5.0),

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import crowding
 from course import ASSIGNMENT, edited, make_course
 
 from scalelab import grading
@@ -193,6 +194,7 @@ def grade_bad_submissions(base: Path, on: str) -> dict[str, Any]:
     started = time.monotonic()
     env = os.environ | {"SCALELAB_COURSE_ROOT": str(root)}
     with contextlib.ExitStack() as stack:
+        stack.enter_context(crowding())  # three kernels, or a cluster's processes
         if on == "dask cluster":
             from distributed import LocalCluster
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import crowding
 from course import ASSIGNMENT, edited, make_course
 
 from scalelab import grading
@@ -45,6 +46,7 @@ def test_a_worker_killed_mid_run_loses_no_grade_and_grades_no_one_twice(course):
         hand_in(root, f"s{index}", edited(solution, ex_00_mul=slow) if full else edited(release))
         deserved[f"s{index}"] = 3.0 if full else 0.0
     with (
+        crowding(),
         distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as dask,
         distributed.Client(dask) as client,
     ):

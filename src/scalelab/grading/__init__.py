@@ -151,9 +151,7 @@ def autograde_students(
                 graded.failed[student] = f"{tasks.NO_RESULT}: {type(error).__name__}: {error}"
             else:
                 tasks.record(root, chapter, outcome, digest)  # here only: one gradebook writer
-                graded.graded_by[student] = outcome.worker
-                if outcome.why:
-                    graded.failed[student] = outcome.why
+                graded.add(outcome)
             bar.update()
             bar.set_postfix(failed=len(graded.failed), left=len(students) - bar.n)
     return graded

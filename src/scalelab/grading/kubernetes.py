@@ -112,8 +112,6 @@ def collect(root: Path, chapter: str, volume: Path, students: list[str]) -> task
             continue
         outcome = tasks.load_outcome(path)
         tasks.record(root, chapter, outcome, digest)  # the submission the pod graded
-        graded.graded_by[student] = outcome.worker
-        if outcome.why:
-            graded.failed[student] = outcome.why
+        graded.add(outcome)
     graded.resumed = [s for s in resumed if s not in prepared]
     return graded

@@ -78,6 +78,12 @@ class Graded:
     graded_by: dict[str, str] = field(default_factory=dict)
     resumed: list[str] = field(default_factory=list)
 
+    def add(self, outcome: Outcome) -> None:
+        """Count a recorded outcome: who graded the student, and why it failed if it did."""
+        self.graded_by[outcome.student] = outcome.worker
+        if outcome.why:
+            self.failed[outcome.student] = outcome.why
+
 
 def save_outcome(outcome: Outcome, path: Path) -> None:
     """Write an outcome as JSON (the autograded tar in base64), atomically."""

@@ -68,7 +68,7 @@ if [[ $MODE == ci ]]; then
     # Model loading and warm-up through docker repeat in a container what the local backend
     # proves in `make test` (the same stand-in); `make test-docker` still runs them. loadgroup:
     # the sandbox's graded course is set up once, on one worker. And compose's replicas profile.
-    stage "docker backend, sandbox, compose" "${PYTEST[@]}" -n 2 --dist loadgroup -m docker \
+    stage "docker backend, sandbox, compose" "${PYTEST[@]}" -n 2 --dist loadgroup -m docker --durations=8 \
         tests/serving tests/grading/test_sandbox.py "$COMPOSE_TEST" \
         --ignore=tests/serving/test_loading.py --ignore=tests/serving/test_warmup.py || status=1
 else

@@ -35,6 +35,15 @@ def test_every_benchmark_runs_from_bench_by_name():
     assert all(name in shown for name in cli.BENCHMARKS)
 
 
+def test_bench_counts_below_one_are_refused_saying_what_to_give():
+    done = subprocess.run(
+        [sys.executable, "-m", "scalelab", "bench", "grading", "--rounds", "0"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--rounds: give a whole number of 1 or more, not '0'" in done.stderr, done.stderr
+
+
 def test_serve_hands_tf_serving_flags_to_the_stand_in():
     assert "scalelab local stand-in" in run("serve", "--version")
 

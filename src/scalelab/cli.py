@@ -304,11 +304,19 @@ def _bench_commands(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=200, help="strategies: timed steps")
     parser.add_argument("--global-batch", type=int, default=64, help="strategies: per step")
     parser.add_argument("--trials", type=int, default=12, help="tuning: trials per search")
-    parser.add_argument("--submissions", type=int, default=30, help="grading: per chapter")
+    parser.add_argument("--submissions", type=_count, default=30, help="grading: per chapter")
     parser.add_argument("--chapters", nargs="*", help="grading, memory: chapters (default: all)")
     parser.add_argument("--full", action="store_true", help="memory: learner mode, not fast mode")
-    parser.add_argument("--workers", type=int, default=2, help="grading: parallel notebooks")
+    parser.add_argument("--workers", type=_count, default=2, help="grading: parallel notebooks")
+    parser.add_argument("--rounds", type=_count, default=1, help="grading: rounds, ways in turn")
     parser.set_defaults(run=_bench)
+
+
+def _count(text: str) -> int:
+    """A whole number of 1 or more, or argparse's error saying so."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"give a whole number of 1 or more, not {text!r}")
+    return int(text)
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -348,7 +356,9 @@ def _grading_bench(args: argparse.Namespace) -> list[str]:
 
     root = grading.find_course_root()
     chapters = args.chapters or grading.chapters(root)
-    return grading_bench.grading_throughput(root, chapters, args.submissions, args.workers)
+    return grading_bench.grading_throughput(
+        root, chapters, args.submissions, args.workers, args.rounds
+    )
 
 
 def _memory(args: argparse.Namespace) -> list[str]:

@@ -22,6 +22,7 @@ from scalelab.processes import children, nginx
 from scalelab.serving import replicas as replicas_module
 
 REQUESTS = 20
+ONE = np.array([[1.0]], np.float32)  # one instance for the half-plus-two model
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +35,8 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[serving.
 
     class HalfPlusTwo(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32)])
-        def serve(self, x):
-            return {"y": x * 0.5 + 2.0}
+        def serve(self, images):  # the input's name: replicas.predict_request's
+            return {"y": images * 0.5 + 2.0}
 
     model = HalfPlusTwo()
     tf.saved_model.save(
@@ -84,8 +85,7 @@ def only_first_answers(replicas: list[serving.Server], rest_port: int) -> bool:
 
 
 def test_rest_and_grpc_calls_through_nginx_reach_both_replicas_in_turn_until_a_reload(replicas):
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     rest_port, grpc_port = children.free_ports(2)
     with nginx.start(proxy_block(replicas, rest_port, grpc_port)) as proxy:
@@ -101,9 +101,7 @@ def test_rest_and_grpc_calls_through_nginx_reach_both_replicas_in_turn_until_a_r
         after_rest = served(replicas)
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:  # one HTTP/2 connection
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-            call = predict_pb2.PredictRequest()
-            call.model_spec.name = "hpt"
-            call.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([[1.0]], np.float32)))
+            call = replicas_module.predict_request("hpt", ONE)
             for _ in range(REQUESTS):
                 assert stub.Predict(call, timeout=10).outputs["y"].float_val == [2.5]
         after_grpc = served(replicas)
@@ -128,37 +126,19 @@ def test_a_configuration_nginx_refuses_is_an_error_that_quotes_nginx(tmp_path: P
         nginx.start("upstream rest { server 127.0.0.1:1; }")
 
 
-def calls_per_replica(
-    replicas: list[serving.Server], options: list[tuple[str, str]], calls: int
-) -> list[float]:
-    """How many of `calls` Predict calls over one channel to both replicas' addresses each one
-    answered, counted once the channel is connected to every address its policy uses: a
-    round_robin channel connects to each in the background (under load, after its first calls),
-    so calls go on until each has answered one (pick_first uses one address: one call)."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-
-    call = predict_pb2.PredictRequest()
-    call.model_spec.name = "hpt"
-    call.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([[1.0]], np.float32)))
-    target = "ipv4:" + ",".join(server.grpc_target for server in replicas)
-    with grpc.insecure_channel(target, options=options) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        start = served(replicas)
-        stub.Predict(call, timeout=10)
-        deadline = time.monotonic() + 10
-        while options and time.monotonic() < deadline:
-            if min(a - b for a, b in zip(served(replicas), start, strict=True)) >= 1:
-                break
-            stub.Predict(call, timeout=10)
-        before = served(replicas)
-        for _ in range(calls):
-            stub.Predict(call, timeout=10)
-        return [a - b for a, b in zip(served(replicas), before, strict=True)]
-
-
 def test_a_grpc_channel_over_both_addresses_uses_one_unless_it_balances_round_robin(replicas):
-    first = calls_per_replica(replicas, [], REQUESTS)  # gRPC's default policy, pick_first
-    balanced = calls_per_replica(replicas, [("grpc.lb_policy_name", "round_robin")], REQUESTS)
+    target = "ipv4:" + ",".join(server.grpc_target for server in replicas)
+    counts = []
+    # pick_first (gRPC's default) uses one address: one warm-up call. round_robin connects to
+    # each address in the background: warm-up calls until both answered (under load: seconds).
+    for options, settle in [([], 0), ([("grpc.lb_policy_name", "round_robin")], 10)]:
+        with grpc.insecure_channel(target, options=options) as channel:
+            counts.append(
+                replicas_module.calls_per_replica(
+                    replicas, channel, ONE, REQUESTS, lambda text: ok_requests(text, "hpt"),
+                    model="hpt", settle=settle,
+                )
+            )  # fmt: skip
+    first, balanced = counts
     assert sorted(first) == [0, REQUESTS], first
     assert sum(balanced) == REQUESTS and min(balanced) >= REQUESTS / 4, balanced
